@@ -1,0 +1,1 @@
+"""Prometheus rules and Alertmanager configuration generated in code (issue 6)."""

@@ -1,0 +1,1 @@
+"""NØMADE analytics: Prometheus HTTP API client and (later) derivatives and risk scores."""

@@ -1,0 +1,1 @@
+"""The ``nomade`` command line: subcommands and the status screen."""

@@ -1,0 +1,123 @@
+"""Exporter configuration: built-in defaults, then a TOML file, then command-line flags.
+
+File layout (every key optional; ``deploy/nomade.toml.example`` documents them all)::
+
+    [exporter]
+    listen_address = "127.0.0.1:9866"   # --web.listen-address
+    mode = "auto"                        # auto | node | controller | all
+    scrape_timeout = 25.0                # seconds a scrape waits for all collectors
+    command_timeout = 10.0               # seconds one external command may run
+    cache_ttl = 15.0                     # seconds one command's output is shared
+    state_dir = "/var/lib/nomade"        # counters that must survive restarts
+    log_level = "info"
+
+    [collector.<name>]
+    enabled = true                       # overridden by --collector.<name> / --no-collector.<name>
+    # ... collector-specific keys, documented on each collector class
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+DEFAULT_PORT = 9866
+"""The exporter's port. 9866 is outside the ports of the exporters usually found on HPC nodes (node_exporter
+9100, slurm_exporter 9341, DCGM 9400, ipmi 9290, ...); the analytics service uses 9867."""
+
+MODES = ("auto", "node", "controller", "all")
+
+
+class ConfigError(ValueError):
+    """The configuration file or a flag value is invalid (the message names the key)."""
+
+
+def _default_state_dir() -> Path:
+    if os.geteuid() == 0:
+        return Path("/var/lib/nomade")
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local/state")
+    return Path(base) / "nomade"
+
+
+@dataclass
+class ExporterConfig:
+    """Resolved exporter settings.
+
+    Attributes:
+        listen_address: ``host:port`` to serve on (an empty host means all interfaces).
+        mode: which collectors run by default: ``node``, ``controller``, ``all`` or ``auto`` (what the
+            machine has: node collectors always, controller collectors when ``squeue`` is on ``PATH``).
+        scrape_timeout: seconds.
+        command_timeout: seconds.
+        cache_ttl: seconds.
+        state_dir: directory for persistent counters.
+        log_level: Python logging level name.
+        collectors: ``{name: {option: value}}`` from ``[collector.<name>]`` sections.
+        enabled: explicit ``{name: bool}`` choices from flags or ``enabled`` keys.
+    """
+
+    listen_address: str = f"127.0.0.1:{DEFAULT_PORT}"
+    mode: str = "auto"
+    scrape_timeout: float = 25.0
+    command_timeout: float = 10.0
+    cache_ttl: float = 15.0
+    state_dir: Path = field(default_factory=_default_state_dir)
+    log_level: str = "info"
+    proc_root: Path = Path("/proc")
+    sys_root: Path = Path("/sys")
+    collectors: dict[str, dict[str, Any]] = field(default_factory=dict)
+    enabled: dict[str, bool] = field(default_factory=dict)
+
+    def host_port(self) -> tuple[str, int]:
+        """Split :attr:`listen_address` into ``(host, port)``.
+
+        Raises:
+            ConfigError: when the port is missing or not an integer.
+        """
+        host, sep, port = self.listen_address.rpartition(":")
+        if not sep or not port.isdigit():
+            raise ConfigError(f"listen_address {self.listen_address!r} is not host:port")
+        return host.strip("[]"), int(port)
+
+
+_FLOAT_KEYS = ("scrape_timeout", "command_timeout", "cache_ttl")
+
+
+def load_config(path: Path | None) -> ExporterConfig:
+    """Read a TOML file into an :class:`ExporterConfig` (defaults when ``path`` is None).
+
+    Raises:
+        ConfigError: unreadable file, TOML syntax error, unknown ``[exporter]`` key or wrong value type.
+    """
+    cfg = ExporterConfig()
+    if path is None:
+        return cfg
+    try:
+        data = tomllib.loads(Path(path).read_text())
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"{path}: {exc}") from exc
+    section = data.get("exporter", {})
+    known = {f for f in ExporterConfig.__dataclass_fields__ if f not in ("collectors", "enabled")}
+    for key, value in section.items():
+        if key not in known:
+            raise ConfigError(f"{path}: unknown key exporter.{key}")
+        if key in _FLOAT_KEYS:
+            if not isinstance(value, int | float) or value <= 0:
+                raise ConfigError(f"{path}: exporter.{key} must be a positive number")
+            value = float(value)
+        elif key in ("state_dir", "proc_root", "sys_root"):
+            value = Path(value)
+        elif key == "mode" and value not in MODES:
+            raise ConfigError(f"{path}: exporter.mode must be one of {', '.join(MODES)}")
+        setattr(cfg, key, value)
+    for name, opts in data.get("collector", {}).items():
+        if not isinstance(opts, dict):
+            raise ConfigError(f"{path}: [collector.{name}] must be a table")
+        opts = dict(opts)
+        if "enabled" in opts:
+            cfg.enabled[name] = bool(opts.pop("enabled"))
+        cfg.collectors[name] = opts
+    return cfg

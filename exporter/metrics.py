@@ -1,0 +1,181 @@
+"""Metric declarations and the per-collection builder that turns values into exposition families.
+
+A collector declares every metric it may emit as a :class:`MetricSpec` (name, type, help, unit, label names).
+The union of those declarations is the metric catalog (:mod:`nomade.exporter.catalog`), the contract between
+exporter, analytics, dashboards and alerting (DESIGN.md principle 5). During one collection the collector fills
+a :class:`MetricSet`, which refuses names and label sets that were not declared, so the catalog cannot drift
+from what is exported.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Literal
+
+from prometheus_client.core import Metric
+
+MetricType = Literal["gauge", "counter", "info", "histogram"]
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    """The declaration of one metric family.
+
+    Attributes:
+        name: full exposition name. Counters end in ``_total``, info metrics in ``_info``, histograms carry
+            their base name (``_bucket``/``_sum``/``_count`` are added).
+        type: ``gauge``, ``counter``, ``info`` (a gauge of value 1 carrying text in labels) or ``histogram``.
+        help: one-line help text.
+        labels: label names, in exposition order (histograms add ``le`` themselves).
+        unit: base unit for the catalog (``bytes``, ``seconds``, ``ratio``...), empty when dimensionless.
+    """
+
+    name: str
+    type: MetricType
+    help: str
+    labels: tuple[str, ...] = ()
+    unit: str = ""
+
+    def __post_init__(self) -> None:
+        if self.type == "counter" and not self.name.endswith("_total"):
+            raise ValueError(f"counter {self.name} must end in _total")
+        if self.type != "counter" and self.name.endswith("_total"):
+            raise ValueError(f"only counters may end in _total: {self.name}")
+        if self.type == "info" and not self.name.endswith("_info"):
+            raise ValueError(f"info metric {self.name} must end in _info")
+        if not self.name.startswith("nomade_"):
+            raise ValueError(f"metric {self.name} lacks the nomade_ prefix")
+
+
+def _clean_label(value: object) -> str:
+    """Return a label value as text that always survives exposition.
+
+    Command output is decoded with ``errors="replace"`` upstream, so the only hazard left here is a lone
+    surrogate (from ``surrogateescape``-decoded paths), which cannot be encoded as UTF-8.
+    """
+    text = str(value)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    return text
+
+
+@dataclass
+class _Family:
+    spec: MetricSpec
+    samples: dict[tuple[str, ...], float] = field(default_factory=dict)
+    histograms: dict[tuple[str, ...], tuple[list[tuple[float, float]], float, float]] = field(default_factory=dict)
+
+
+class MetricSet:
+    """Values gathered by one collector during one collection.
+
+    Args:
+        specs: the metric declarations the collector may use.
+
+    Raises:
+        KeyError: from :meth:`add` for an undeclared metric name.
+        ValueError: from :meth:`add` when the label names differ from the declaration.
+    """
+
+    def __init__(self, specs: Iterable[MetricSpec]) -> None:
+        self._families: dict[str, _Family] = {s.name: _Family(s) for s in specs}
+
+    def _family(self, name: str, labels: dict[str, object]) -> tuple[_Family, tuple[str, ...]]:
+        fam = self._families[name]
+        if set(labels) != set(fam.spec.labels):
+            raise ValueError(f"{name}: labels {sorted(labels)} != declared {sorted(fam.spec.labels)}")
+        return fam, tuple(_clean_label(labels[k]) for k in fam.spec.labels)
+
+    def add(self, name: str, value: float | int | None, **labels: object) -> None:
+        """Set one sample. ``None`` and NaN values are dropped (absent beats wrong).
+
+        Adding the same label set twice keeps the last value for gauges and info metrics and sums for
+        counters (so per-line contributions can be accumulated).
+        """
+        if value is None:
+            return
+        value = float(value)
+        if math.isnan(value):
+            return
+        fam, key = self._family(name, labels)
+        if fam.spec.type == "counter":
+            fam.samples[key] = fam.samples.get(key, 0.0) + value
+        else:
+            fam.samples[key] = value
+
+    def info(self, name: str, **labels: object) -> None:
+        """Set an info metric (value 1) with the given text labels."""
+        self.add(name, 1.0, **labels)
+
+    def histogram(
+        self, name: str, buckets: list[tuple[float, float]], total: float, count: float, **labels: object
+    ) -> None:
+        """Set one histogram child.
+
+        Args:
+            name: declared histogram name.
+            buckets: cumulative ``(upper_bound, count)`` pairs in increasing bound order, ``+Inf`` last.
+            total: the ``_sum`` value.
+            count: the ``_count`` value (equal to the ``+Inf`` bucket).
+            labels: the declared labels.
+        """
+        fam, key = self._family(name, labels)
+        fam.histograms[key] = (buckets, total, count)
+
+    def value(self, name: str, **labels: object) -> float | None:
+        """Return a sample previously added (for tests and for derived figures)."""
+        fam, key = self._family(name, labels)
+        return fam.samples.get(key)
+
+    def samples(self, name: str) -> dict[tuple[str, ...], float]:
+        """Return all samples of one family keyed by label values in declaration order."""
+        return dict(self._families[name].samples)
+
+    def families(self) -> list[Metric]:
+        """Convert to ``prometheus_client`` metric families, omitting empty ones."""
+        out: list[Metric] = []
+        for fam in self._families.values():
+            spec = fam.spec
+            if not fam.samples and not fam.histograms:
+                continue
+            if spec.type == "counter":
+                m = Metric(spec.name[: -len("_total")], spec.help, "counter")
+                for key, v in sorted(fam.samples.items()):
+                    m.add_sample(spec.name, dict(zip(spec.labels, key, strict=True)), v)
+            elif spec.type == "info":
+                # Exposed as a gauge named *_info, the convention node_exporter and kube-state-metrics use.
+                m = Metric(spec.name, spec.help, "gauge")
+                for key, v in sorted(fam.samples.items()):
+                    m.add_sample(spec.name, dict(zip(spec.labels, key, strict=True)), v)
+            elif spec.type == "histogram":
+                m = Metric(spec.name, spec.help, "histogram")
+                for key, (buckets, total, count) in sorted(fam.histograms.items()):
+                    base = dict(zip(spec.labels, key, strict=True))
+                    for le, c in buckets:
+                        m.add_sample(spec.name + "_bucket", {**base, "le": _fmt_le(le)}, c)
+                    m.add_sample(spec.name + "_sum", base, total)
+                    m.add_sample(spec.name + "_count", base, count)
+            else:
+                m = Metric(spec.name, spec.help, "gauge")
+                for key, v in sorted(fam.samples.items()):
+                    m.add_sample(spec.name, dict(zip(spec.labels, key, strict=True)), v)
+            out.append(m)
+        return out
+
+    def series_count(self) -> int:
+        """Number of exposition lines (samples) this set produces."""
+        n = 0
+        for fam in self._families.values():
+            n += len(fam.samples)
+            n += sum(len(b) + 2 for b, _, _ in fam.histograms.values())
+        return n
+
+
+def _fmt_le(le: float) -> str:
+    if math.isinf(le):
+        return "+Inf"
+    return repr(float(le))

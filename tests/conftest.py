@@ -1,0 +1,32 @@
+"""Shared test helpers: where the captured fixtures of other sites live, and our own small fixtures."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+OWN_FIXTURES = ROOT / "tests" / "fixtures"
+# ../shared sits beside the checkout (the project's data, never copied into it). CI lays it out the same way.
+SHARED = ROOT.parent / "shared"
+SHARED_FIXTURES = SHARED / "fixtures"
+
+
+def shared_files(tool: str) -> list[Path]:
+    """Every captured file for ``tool`` under ``../shared/fixtures/<tool>`` (empty when absent)."""
+    d = SHARED_FIXTURES / tool
+    return sorted(p for p in d.iterdir() if p.is_file()) if d.is_dir() else []
+
+
+def shared_file(tool: str, name: str) -> Path:
+    """One captured file; skips the calling test when ``../shared`` is not there."""
+    p = SHARED_FIXTURES / tool / name
+    if not p.is_file():
+        pytest.skip(f"{p} not available (../shared is absent)")
+    return p
+
+
+def own_fixture(*parts: str) -> str:
+    """Text of one of the project's own hand-written fixtures under tests/fixtures."""
+    return OWN_FIXTURES.joinpath(*parts).read_text()
