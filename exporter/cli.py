@@ -45,18 +45,37 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"nomade-exporter {__version__}")
     for name, cls in collector_classes().items():
         default = "enabled" if cls.default_enabled else "disabled"
-        p.add_argument(f"--collector.{name}", dest=f"c_{name}", action="store_const", const=True,
-                       help=f"enable the {name} collector ({cls.mode}; {default} by default): {cls.description}")
-        p.add_argument(f"--no-collector.{name}", dest=f"c_{name}", action="store_const", const=False,
-                       help=argparse.SUPPRESS)
+        p.add_argument(
+            f"--collector.{name}",
+            dest=f"c_{name}",
+            action="store_const",
+            const=True,
+            help=f"enable the {name} collector ({cls.mode}; {default} by default): {cls.description}",
+        )
+        p.add_argument(
+            f"--no-collector.{name}",
+            dest=f"c_{name}",
+            action="store_const",
+            const=False,
+            help=argparse.SUPPRESS,
+        )
     return p
 
 
 def resolve(args: argparse.Namespace) -> ExporterConfig:
     """Merge file configuration and flags (flags win)."""
     cfg = load_config(args.config)
-    for key in ("listen_address", "mode", "log_level", "scrape_timeout", "command_timeout", "cache_ttl",
-                "state_dir", "proc_root", "sys_root"):
+    for key in (
+        "listen_address",
+        "mode",
+        "log_level",
+        "scrape_timeout",
+        "command_timeout",
+        "cache_ttl",
+        "state_dir",
+        "proc_root",
+        "sys_root",
+    ):
         value = getattr(args, key)
         if value is not None:
             setattr(cfg, key, value)
@@ -87,6 +106,7 @@ def build(cfg: ExporterConfig) -> ScrapeOrchestrator:
 
     Raises:
         ConfigError: a ``[collector.X]`` section or an enabled name that no collector has.
+
     """
     classes = collector_classes()
     unknown = (set(cfg.collectors) | set(cfg.enabled)) - set(classes)
@@ -96,8 +116,13 @@ def build(cfg: ExporterConfig) -> ScrapeOrchestrator:
     collectors = []
     for name, cls in classes.items():
         if _wanted(cls, cfg):
-            ctx = CollectorContext(runner=runner, options=cfg.collectors.get(name, {}), state_dir=cfg.state_dir,
-                                   proc_root=cfg.proc_root, sys_root=cfg.sys_root)
+            ctx = CollectorContext(
+                runner=runner,
+                options=cfg.collectors.get(name, {}),
+                state_dir=cfg.state_dir,
+                proc_root=cfg.proc_root,
+                sys_root=cfg.sys_root,
+            )
             collectors.append(cls(ctx))
     log.info("enabled collectors: %s", ", ".join(c.name for c in collectors) or "none")
     return ScrapeOrchestrator(collectors, runner, scrape_timeout=cfg.scrape_timeout)

@@ -57,6 +57,7 @@ class ExporterConfig:
         log_level: Python logging level name.
         collectors: ``{name: {option: value}}`` from ``[collector.<name>]`` sections.
         enabled: explicit ``{name: bool}`` choices from flags or ``enabled`` keys.
+
     """
 
     listen_address: str = f"127.0.0.1:{DEFAULT_PORT}"
@@ -76,6 +77,7 @@ class ExporterConfig:
 
         Raises:
             ConfigError: when the port is missing or not an integer.
+
         """
         host, sep, port = self.listen_address.rpartition(":")
         if not sep or not port.isdigit():
@@ -91,6 +93,7 @@ def load_config(path: Path | None) -> ExporterConfig:
 
     Raises:
         ConfigError: unreadable file, TOML syntax error, unknown ``[exporter]`` key or wrong value type.
+
     """
     cfg = ExporterConfig()
     if path is None:
@@ -100,6 +103,9 @@ def load_config(path: Path | None) -> ExporterConfig:
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(f"{path}: {exc}") from exc
     section = data.get("exporter", {})
+    sections = data.get("collector", {})
+    if not isinstance(section, dict) or not isinstance(sections, dict):
+        raise ConfigError(f"{path}: [exporter] and [collector.<name>] must be tables")
     known = {f for f in ExporterConfig.__dataclass_fields__ if f not in ("collectors", "enabled")}
     for key, value in section.items():
         if key not in known:
@@ -113,7 +119,7 @@ def load_config(path: Path | None) -> ExporterConfig:
         elif key == "mode" and value not in MODES:
             raise ConfigError(f"{path}: exporter.mode must be one of {', '.join(MODES)}")
         setattr(cfg, key, value)
-    for name, opts in data.get("collector", {}).items():
+    for name, opts in sections.items():
         if not isinstance(opts, dict):
             raise ConfigError(f"{path}: [collector.{name}] must be a table")
         opts = dict(opts)

@@ -30,6 +30,7 @@ class MetricSpec:
         help: one-line help text.
         labels: label names, in exposition order (histograms add ``le`` themselves).
         unit: base unit for the catalog (``bytes``, ``seconds``, ``ratio``...), empty when dimensionless.
+
     """
 
     name: str
@@ -79,6 +80,7 @@ class MetricSet:
     Raises:
         KeyError: from :meth:`add` for an undeclared metric name.
         ValueError: from :meth:`add` when the label names differ from the declaration.
+
     """
 
     def __init__(self, specs: Iterable[MetricSpec]) -> None:
@@ -122,6 +124,7 @@ class MetricSet:
             total: the ``_sum`` value.
             count: the ``_count`` value (equal to the ``+Inf`` bucket).
             labels: the declared labels.
+
         """
         fam, key = self._family(name, labels)
         fam.histograms[key] = (buckets, total, count)

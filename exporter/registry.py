@@ -27,23 +27,56 @@ from .runner import CommandRunner
 log = logging.getLogger("nomade.exporter")
 
 SELF_METRICS: tuple[MetricSpec, ...] = (
-    MetricSpec("nomade_collector_up", "gauge", "1 if the collector's source answered in the last scrape, else 0.",
-               ("collector",)),
-    MetricSpec("nomade_collector_duration_seconds", "gauge", "Time the collector took in the last scrape.",
-               ("collector",), "seconds"),
-    MetricSpec("nomade_collector_last_success_timestamp_seconds", "gauge",
-               "Unix time of the collector's last successful collection.", ("collector",), "seconds"),
-    MetricSpec("nomade_collector_failures_total", "counter",
-               "Collections that failed, by reason (error, timeout).", ("collector", "reason")),
-    MetricSpec("nomade_collector_parse_errors_total", "counter",
-               "Input lines or fields the collector skipped because they could not be parsed.", ("collector",)),
-    MetricSpec("nomade_exporter_command_errors_total", "counter",
-               "External command runs that failed, by command and reason (missing, timeout, exit).",
-               ("command", "reason")),
-    MetricSpec("nomade_exporter_command_runs_total", "counter",
-               "External command runs (cache misses), by command.", ("command",)),
-    MetricSpec("nomade_exporter_build_info", "info", "Version of the exporter and of the Python running it.",
-               ("version", "python_version")),
+    MetricSpec(
+        "nomade_collector_up",
+        "gauge",
+        "1 if the collector's source answered in the last scrape, else 0.",
+        ("collector",),
+    ),
+    MetricSpec(
+        "nomade_collector_duration_seconds",
+        "gauge",
+        "Time the collector took in the last scrape.",
+        ("collector",),
+        "seconds",
+    ),
+    MetricSpec(
+        "nomade_collector_last_success_timestamp_seconds",
+        "gauge",
+        "Unix time of the collector's last successful collection.",
+        ("collector",),
+        "seconds",
+    ),
+    MetricSpec(
+        "nomade_collector_failures_total",
+        "counter",
+        "Collections that failed, by reason (error, timeout).",
+        ("collector", "reason"),
+    ),
+    MetricSpec(
+        "nomade_collector_parse_errors_total",
+        "counter",
+        "Input lines or fields the collector skipped because they could not be parsed.",
+        ("collector",),
+    ),
+    MetricSpec(
+        "nomade_exporter_command_errors_total",
+        "counter",
+        "External command runs that failed, by command and reason (missing, timeout, exit).",
+        ("command", "reason"),
+    ),
+    MetricSpec(
+        "nomade_exporter_command_runs_total",
+        "counter",
+        "External command runs (cache misses), by command.",
+        ("command",),
+    ),
+    MetricSpec(
+        "nomade_exporter_build_info",
+        "info",
+        "Version of the exporter and of the Python running it.",
+        ("version", "python_version"),
+    ),
     MetricSpec("nomade_exporter_scrapes_total", "counter", "Scrapes served since start.", ()),
     MetricSpec("nomade_exporter_scrape_series", "gauge", "Samples in the previous scrape's collector output.", ()),
 )
@@ -56,6 +89,7 @@ class ScrapeOrchestrator:
         collectors: the enabled collector instances.
         runner: the shared command runner (its error counters become self-metrics).
         scrape_timeout: total seconds a scrape waits for collectors.
+
     """
 
     def __init__(self, collectors: Sequence[Collector], runner: CommandRunner, scrape_timeout: float = 25.0) -> None:
@@ -120,8 +154,11 @@ class ScrapeOrchestrator:
             selfset.add("nomade_collector_duration_seconds", duration, collector=c.name)
             selfset.add("nomade_collector_parse_errors_total", c.parse_errors, collector=c.name)
             if c.name in self._last_success:
-                selfset.add("nomade_collector_last_success_timestamp_seconds", self._last_success[c.name],
-                            collector=c.name)
+                selfset.add(
+                    "nomade_collector_last_success_timestamp_seconds",
+                    self._last_success[c.name],
+                    collector=c.name,
+                )
         for (name, reason), n in sorted(self._failures.items()):
             selfset.add("nomade_collector_failures_total", n, collector=name, reason=reason)
         for (cmd, reason), n in sorted(self.runner.errors.items()):

@@ -34,6 +34,7 @@ class CommandResult:
         stderr: standard error, decoded likewise.
         duration: wall-clock run time in seconds.
         finished_at: ``time.time()`` when the command ended (Unix seconds).
+
     """
 
     argv: tuple[str, ...]
@@ -50,6 +51,7 @@ class CommandError(RuntimeError):
         argv: the command line.
         reason: ``"missing"`` (not found or not executable), ``"timeout"``, or ``"exit"`` (non-zero status).
         detail: stderr excerpt or exception text.
+
     """
 
     def __init__(self, argv: Sequence[str], reason: str, detail: str = "") -> None:
@@ -76,6 +78,7 @@ class CommandRunner:
         clock: monotonic clock, injectable for tests.
 
     Thread-safe. Error counts per (command basename, reason) are kept in :attr:`errors` for self-metrics.
+
     """
 
     def __init__(
@@ -101,6 +104,7 @@ class CommandRunner:
         Raises:
             CommandError: when the command is missing, times out or exits non-zero (also when that failure
                 is the cached outcome of a recent run).
+
         """
         key = tuple(argv)
         ttl = self.ttl if ttl is None else ttl

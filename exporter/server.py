@@ -19,6 +19,7 @@ def serve(registry: CollectorRegistry, host: str, port: int) -> ThreadingHTTPSer
 
     Raises:
         OSError: when the address cannot be bound.
+
     """
 
     class Handler(BaseHTTPRequestHandler):

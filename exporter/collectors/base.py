@@ -40,6 +40,7 @@ class CollectorContext:
         proc_root: root of the proc filesystem (``/proc``; a fixture tree in tests).
         sys_root: root of sysfs (``/sys``).
         clock: wall clock in Unix seconds, injectable for tests.
+
     """
 
     runner: CommandRunner
@@ -103,6 +104,7 @@ class Collector(ABC):
         Raises:
             CollectorError: or :class:`~nomade.exporter.runner.CommandError` when the source failed; the
                 orchestrator reports ``up 0`` and drops whatever was added to ``out``.
+
         """
 
     def close(self) -> None:  # noqa: B027 - optional hook

@@ -21,6 +21,7 @@ class ParseIssue:
         line_no: 1-based line number in the parsed text (0 when the issue concerns the whole text).
         reason: short human-readable reason, e.g. ``"expected 12 fields, got 9"``.
         line: the offending text, truncated to 200 characters.
+
     """
 
     line_no: int
@@ -40,6 +41,7 @@ class ParseResult(Generic[T]):
     Attributes:
         records: the parsed records, in input order.
         issues: one entry per skipped line or field.
+
     """
 
     records: list[T] = field(default_factory=list)

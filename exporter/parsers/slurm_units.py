@@ -13,9 +13,7 @@ from datetime import datetime, timezone
 
 _NULLS = frozenset({"", "n/a", "none", "unknown", "(null)", "null", "invalid"})
 
-_DURATION = re.compile(
-    r"^(?:(?P<days>\d+)-)?(?:(?P<h>\d+):)??(?:(?P<m>\d+):)?(?P<s>\d+(?:\.\d+)?)$"
-)
+_DURATION = re.compile(r"^(?:(?P<days>\d+)-)?(?:(?P<h>\d+):)??(?:(?P<m>\d+):)?(?P<s>\d+(?:\.\d+)?)$")
 
 
 def is_null(text: str | None) -> bool:
@@ -33,6 +31,7 @@ def parse_duration(text: str) -> float | None:
 
     Raises:
         ValueError: for any other text.
+
     """
     t = text.strip()
     if is_null(t) or t.upper() in ("UNLIMITED", "INFINITE", "PARTITION_LIMIT", "NOT_SET"):
@@ -86,6 +85,7 @@ def parse_size(text: str, default_unit: str = "") -> tuple[float, str] | None:
 
     Raises:
         ValueError: for other text.
+
     """
     t = text.strip()
     if is_null(t):
@@ -106,6 +106,7 @@ def parse_timestamp(text: str, tz: timezone | None = None) -> float | None:
 
     Raises:
         ValueError: for other text.
+
     """
     t = text.strip()
     if is_null(t):
@@ -193,6 +194,7 @@ def expand_hostlist(text: str) -> list[str]:
 
     Raises:
         ValueError: for unbalanced brackets or a bad range.
+
     """
     hosts: list[str] = []
     if is_null(text):
@@ -237,15 +239,56 @@ def _expand_one(item: str) -> list[str]:
 
 
 # Node states: base states and flags, from sinfo(1) "NODE STATE CODES" and scontrol(1) "State".
-BASE_STATES = frozenset({
-    "ALLOCATED", "ALLOC", "BLOCKED", "COMPLETING", "DOWN", "DRAINED", "DRAINING", "FAIL", "FAILING", "FUTURE",
-    "IDLE", "INVAL", "MAINT", "MIXED", "PERFCTRS", "PLANNED", "POWER_DOWN", "POWERING_DOWN", "POWERED_DOWN",
-    "POWERING_UP", "REBOOT", "RESERVED", "UNKNOWN", "UNK", "COMP", "DRAIN", "DRNG", "DRAINED", "MIX", "NPC",
-    "RESV", "PLND", "BLOCK", "FUTR",
-})
-_ABBREV = {"ALLOC": "ALLOCATED", "MIX": "MIXED", "COMP": "COMPLETING", "DRNG": "DRAINING", "DRAIN": "DRAINED",
-           "UNK": "UNKNOWN", "RESV": "RESERVED", "PLND": "PLANNED", "BLOCK": "BLOCKED", "FUTR": "FUTURE",
-           "NPC": "PERFCTRS"}
+BASE_STATES = frozenset(
+    {
+        "ALLOCATED",
+        "ALLOC",
+        "BLOCKED",
+        "COMPLETING",
+        "DOWN",
+        "DRAINED",
+        "DRAINING",
+        "FAIL",
+        "FAILING",
+        "FUTURE",
+        "IDLE",
+        "INVAL",
+        "MAINT",
+        "MIXED",
+        "PERFCTRS",
+        "PLANNED",
+        "POWER_DOWN",
+        "POWERING_DOWN",
+        "POWERED_DOWN",
+        "POWERING_UP",
+        "REBOOT",
+        "RESERVED",
+        "UNKNOWN",
+        "UNK",
+        "COMP",
+        "DRAIN",
+        "DRNG",
+        "MIX",
+        "NPC",
+        "RESV",
+        "PLND",
+        "BLOCK",
+        "FUTR",
+    }
+)
+_ABBREV = {
+    "ALLOC": "ALLOCATED",
+    "MIX": "MIXED",
+    "COMP": "COMPLETING",
+    "DRNG": "DRAINING",
+    "DRAIN": "DRAINED",
+    "UNK": "UNKNOWN",
+    "RESV": "RESERVED",
+    "PLND": "PLANNED",
+    "BLOCK": "BLOCKED",
+    "FUTR": "FUTURE",
+    "NPC": "PERFCTRS",
+}
 # sinfo suffix characters (sinfo(1) "NODE STATE CODES"):
 SUFFIX_FLAGS = {
     "*": "NOT_RESPONDING",
@@ -269,6 +312,7 @@ def parse_node_state(text: str) -> tuple[str, frozenset[str]]:
 
     Raises:
         ValueError: when the base state is not a SLURM node state.
+
     """
     t = text.strip()
     flags: set[str] = set()

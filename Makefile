@@ -1,0 +1,68 @@
+# NØMADE: `make demo` runs the main job on the embedded lab cluster, `make test` runs every test.
+# Both do all set-up themselves on a fresh Debian/Ubuntu machine (as root): system packages, the virtual
+# environment, the lab stack (munge, MariaDB, slurmdbd, slurmctld, several slurmd, Prometheus, exporter).
+
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+LAB    := bash deploy/lab/lab.sh
+# torch is pinned first: the CPU build lies on local disk; a looser pin would fetch a multi-GB CUDA build.
+TORCH  := torch==2.13.0
+
+.PHONY: all venv system lint unit integration test demo lab-start lab-stop bench docs clean
+
+all: test
+
+system:
+	$(LAB) install
+
+$(VENV)/.stamp: pyproject.toml
+	@command -v $(PYTHON) >/dev/null || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q python3 python3-venv python3-pip; }
+	$(PYTHON) -m venv $(VENV) || { DEBIAN_FRONTEND=noninteractive apt-get install -y -q python3-venv && $(PYTHON) -m venv $(VENV); }
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q $(TORCH)
+	$(PY) -m pip install -q -e '.[ml,dev]'
+	touch $@
+
+venv: $(VENV)/.stamp
+
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+unit: venv
+	$(VENV)/bin/pytest -q tests/unit
+
+docs: venv
+	$(PY) -m nomade.exporter.catalog --markdown > docs/metrics.md
+
+# The lab stack is always stopped again, whether the tests pass or not.
+integration: venv system
+	$(LAB) reset
+	$(LAB) start
+	$(LAB) workload
+	NOMADE_LAB=1 $(VENV)/bin/pytest -q tests/integration; rc=$$?; $(LAB) stop; exit $$rc
+
+test: venv system lint
+	$(VENV)/bin/pytest -q tests/unit
+	$(MAKE) --no-print-directory integration
+
+demo: venv system
+	$(LAB) start
+	$(LAB) workload
+	$(VENV)/bin/nomade status
+	@echo
+	@echo "Prometheus: http://127.0.0.1:9090   exporter: http://127.0.0.1:9866/metrics"
+	@echo "Stop everything with: bash deploy/lab/lab.sh stop"
+
+lab-start: venv system
+	$(LAB) start
+
+lab-stop:
+	$(LAB) stop
+
+bench: venv
+	$(PY) bench/bench_exporter.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache .hypothesis

@@ -1,0 +1,102 @@
+import math
+import shutil
+import subprocess
+
+import pytest
+from prometheus_client import CollectorRegistry, generate_latest
+
+from nomade.exporter.metrics import MetricSet, MetricSpec
+
+SPECS = (
+    MetricSpec("nomade_test_jobs", "gauge", "Jobs.", ("partition", "state")),
+    MetricSpec("nomade_test_events_total", "counter", "Events.", ("kind",)),
+    MetricSpec("nomade_test_reason_info", "info", "Reasons.", ("node", "reason")),
+    MetricSpec("nomade_test_efficiency_ratio", "histogram", "Efficiency.", ("partition",), "ratio"),
+)
+
+
+def expose(ms: MetricSet) -> str:
+    class C:
+        def collect(self):
+            return ms.families()
+
+    reg = CollectorRegistry(auto_describe=False)
+    reg.register(C())
+    return generate_latest(reg).decode()
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        ("nomade_x", "counter", "h"),
+        ("nomade_x_total", "gauge", "h"),
+        ("nomade_x", "info", "h"),
+        ("other_x", "gauge", "h"),
+    ],
+)
+def test_spec_conventions_are_enforced(spec):
+    with pytest.raises(ValueError):
+        MetricSpec(*spec)
+
+
+def test_undeclared_names_and_labels_are_refused():
+    ms = MetricSet(SPECS)
+    with pytest.raises(KeyError):
+        ms.add("nomade_unknown", 1)
+    with pytest.raises(ValueError):
+        ms.add("nomade_test_jobs", 1, partition="a")
+
+
+def test_none_and_nan_are_absent_not_zero():
+    ms = MetricSet(SPECS)
+    ms.add("nomade_test_jobs", None, partition="a", state="RUNNING")
+    ms.add("nomade_test_jobs", math.nan, partition="b", state="RUNNING")
+    ms.add("nomade_test_jobs", 0, partition="c", state="RUNNING")
+    assert ms.samples("nomade_test_jobs") == {("c", "RUNNING"): 0.0}
+
+
+def test_counters_accumulate_gauges_overwrite():
+    ms = MetricSet(SPECS)
+    ms.add("nomade_test_events_total", 2, kind="a")
+    ms.add("nomade_test_events_total", 3, kind="a")
+    ms.add("nomade_test_jobs", 2, partition="p", state="PENDING")
+    ms.add("nomade_test_jobs", 5, partition="p", state="PENDING")
+    assert ms.value("nomade_test_events_total", kind="a") == 5
+    assert ms.value("nomade_test_jobs", partition="p", state="PENDING") == 5
+
+
+def test_exposition_format():
+    ms = MetricSet(SPECS)
+    ms.add("nomade_test_events_total", 7, kind="oom")
+    ms.info("nomade_test_reason_info", node="c03", reason="x")
+    ms.histogram("nomade_test_efficiency_ratio", [(0.5, 1), (1.0, 3), (math.inf, 4)], 2.5, 4, partition="p")
+    text = expose(ms)
+    assert "# TYPE nomade_test_events_total counter" in text
+    assert 'nomade_test_events_total{kind="oom"} 7.0' in text
+    assert 'nomade_test_reason_info{node="c03",reason="x"} 1.0' in text
+    assert 'nomade_test_efficiency_ratio_bucket{le="+Inf",partition="p"} 4.0' in text
+    assert 'nomade_test_efficiency_ratio_count{partition="p"} 4.0' in text
+    assert ms.series_count() == 2 + 5
+
+
+NASTY = [
+    'disk "sda" failing, replace|ticket 42',
+    "back\\slash",
+    "new\nline",
+    "bad \udcff\udcfe bytes",  # surrogateescape-decoded non-UTF-8
+    "caf\ufffd",  # already replaced by the runner
+    "",
+]
+
+
+@pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool not installed (make test installs it)")
+def test_hostile_label_values_pass_promtool():
+    ms = MetricSet(SPECS)
+    for i, reason in enumerate(NASTY):
+        ms.info("nomade_test_reason_info", node=f"n{i}", reason=reason)
+    text = expose(ms)
+    res = subprocess.run(["promtool", "check", "metrics"], input=text.encode(), capture_output=True)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert 'reason="disk \\"sda\\" failing, replace|ticket 42"' in text
+    assert 'reason="new\\nline"' in text
+    assert 'reason="back\\\\slash"' in text
