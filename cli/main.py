@@ -1,0 +1,190 @@
+"""``nomade``: the umbrella command. Subcommands: ``status`` (the overview screen) and ``exporter``.
+
+Each subcommand is one entry of :data:`SUBCOMMANDS` (name, help, a function adding its options, a function
+running it), so adding ``analytics``, ``build`` or ``targets`` later touches only that table and their modules.
+``nomade exporter ARGS...`` hands ``ARGS`` untouched to ``nomade-exporter``'s own parser.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+DEFAULT_PROMETHEUS_URL = "http://127.0.0.1:9090"
+PROMETHEUS_URL_ENV = "NOMADE_PROMETHEUS_URL"
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("nomade-hpc")
+    except PackageNotFoundError:
+        return "0.0.0+source"
+
+
+# -- nomade status -----------------------------------------------------------------------------------------------
+
+
+def _positive_float(text: str) -> float:
+    v = float(text)
+    if not v > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0: {text}")
+    return v
+
+
+def _add_status_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--prometheus",
+        metavar="URL",
+        default=os.environ.get(PROMETHEUS_URL_ENV) or DEFAULT_PROMETHEUS_URL,
+        help=f"Prometheus (or compatible) query endpoint (default: ${PROMETHEUS_URL_ENV} or {DEFAULT_PROMETHEUS_URL})",
+    )
+    p.add_argument(
+        "--timeout",
+        type=_positive_float,
+        default=10.0,
+        metavar="SECONDS",
+        help="seconds to wait for each query (default 10)",
+    )
+    p.add_argument("--cluster", help="show only series whose cluster label has this value")
+    p.add_argument(
+        "--no-color",
+        action="store_true",
+        help="no ANSI colours (also when $NO_COLOR is set or the output is not a terminal)",
+    )
+    p.add_argument("--width", type=int, metavar="COLUMNS", help="screen width (default: the terminal's)")
+    p.add_argument(
+        "--max-rows",
+        type=int,
+        default=40,
+        metavar="N",
+        help="at most N filesystem and N node rows, problems first (0: all; default 40)",
+    )
+
+
+def _wants_color(args: argparse.Namespace, stream: object) -> bool:
+    # NO_COLOR convention (https://no-color.org): present and non-empty disables colour
+    if args.no_color or os.environ.get("NO_COLOR"):
+        return False
+    isatty = getattr(stream, "isatty", None)
+    return bool(isatty and isatty())
+
+
+def _can_encode(stream: object, sample: str) -> bool:
+    enc = getattr(stream, "encoding", None) or "ascii"
+    try:
+        sample.encode(enc)
+    except (UnicodeEncodeError, LookupError):
+        return False
+    return True
+
+
+def _run_status(args: argparse.Namespace) -> int:
+    from nomade.analytics.promapi import PrometheusClient, PrometheusUnavailable
+
+    from .status import gather, render
+
+    out = sys.stdout
+    try:
+        # an interactive screen: one retry, so a dead server answers within about 2 x timeout
+        client = PrometheusClient(args.prometheus, timeout=args.timeout, retries=1, backoff=0.5)
+    except ValueError as exc:
+        print(f"nomade status: {exc}", file=sys.stderr)
+        return 2
+    try:
+        with client:
+            snap = gather(client, cluster=args.cluster)
+    except PrometheusUnavailable as exc:
+        print(f"nomade status: Prometheus unavailable at {client.base_url}: {exc}", file=sys.stderr)
+        return 1
+    width = args.width or shutil.get_terminal_size((100, 24)).columns
+    text = render(
+        snap,
+        width=width,
+        color=_wants_color(args, out),
+        max_rows=max(0, args.max_rows),
+        ascii_only=not _can_encode(out, "█═░└─…·Ø"),
+    )
+    try:
+        out.write(text)
+        out.flush()
+    except BrokenPipeError:  # `nomade status | head`: the reader left, which is not an error
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, out.fileno())  # so that the interpreter's final flush does not raise again
+    return 0
+
+
+# -- nomade exporter ---------------------------------------------------------------------------------------------
+
+
+def _run_exporter(argv: Sequence[str]) -> int:
+    from nomade.exporter import cli as exporter_cli
+
+    return exporter_cli.main(list(argv))
+
+
+# -- dispatch ----------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Subcommand:
+    """One ``nomade`` subcommand.
+
+    Attributes:
+        help: one line for ``nomade --help``.
+        add_options: adds the subcommand's options to its parser (``None``: arguments are passed through).
+        run: runs it: with the parsed namespace, or with the raw argument list when ``add_options`` is ``None``;
+            returns the exit status.
+
+    """
+
+    help: str
+    add_options: Callable[[argparse.ArgumentParser], None] | None
+    run: Callable[..., int]
+
+
+SUBCOMMANDS: dict[str, Subcommand] = {
+    "status": Subcommand(
+        "overview of filesystems, queue, nodes, finished jobs and collectors, from Prometheus",
+        _add_status_options,
+        _run_status,
+    ),
+    "exporter": Subcommand("run the metrics exporter (same options as nomade-exporter)", None, _run_exporter),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``nomade`` parser with one sub-parser per entry of :data:`SUBCOMMANDS`."""
+    p = argparse.ArgumentParser(prog="nomade", description="NØMADE: monitoring and early warning for SLURM clusters.")
+    p.add_argument("--version", action="version", version=f"nomade {_version()}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    for name, cmd in SUBCOMMANDS.items():
+        sp = sub.add_parser(name, help=cmd.help, description=cmd.help, add_help=cmd.add_options is not None)
+        if cmd.add_options is not None:
+            cmd.add_options(sp)
+        else:
+            sp.add_argument("args", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``nomade``; returns the process exit status (2 for usage errors)."""
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    # pass-through subcommands get their arguments verbatim (argparse would eat "--help" or reorder options)
+    if args_list and args_list[0] in SUBCOMMANDS and SUBCOMMANDS[args_list[0]].add_options is None:
+        return SUBCOMMANDS[args_list[0]].run(args_list[1:])
+    parser = build_parser()
+    args = parser.parse_args(args_list)
+    if args.command is None:
+        parser.print_help(sys.stderr)
+        return 2
+    return SUBCOMMANDS[args.command].run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
