@@ -21,7 +21,9 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-DEFAULT_ENV = {"LC_ALL": "C", "LANG": "C", "SLURM_TIME_FORMAT": "standard"}
+# SLURM_BITSTR_LEN=0: squeue prints job-array task expressions in full instead of cutting them at 63 characters
+# (squeue(1), ENVIRONMENT VARIABLES), so pending array tasks can be counted exactly.
+DEFAULT_ENV = {"LC_ALL": "C", "LANG": "C", "SLURM_TIME_FORMAT": "standard", "SLURM_BITSTR_LEN": "0"}
 
 
 @dataclass(frozen=True)

@@ -335,3 +335,77 @@ def parse_node_state(text: str) -> tuple[str, frozenset[str]]:
         flags.discard("DRAINED")
         flags.add("DRAIN")
     return base.lower(), frozenset(f.lower() for f in flags)
+
+
+# --- Header-driven tables (added for the squeue/sinfo parsers) -------------------------------------------------
+
+_HEADER_TOKEN = re.compile(r"^[A-Z][A-Z0-9_:()/%.]*$")
+
+
+def split_header_table(
+    text: str, known: frozenset[str], free_text_last: frozenset[str] = frozenset()
+) -> tuple[list[str], list[tuple[int, str, list[str] | None]]] | None:
+    """Split a SLURM table that starts with its header line (``squeue``/``sinfo`` without ``--noheader``).
+
+    The delimiter is taken from the header: ASCII unit separator (0x1F), then ``|``, else runs of whitespace
+    (the padded ``-o``/``-O`` layouts). A trailing delimiter (``-O field:|`` suffixes) is ignored. The header is
+    recognised only when every token looks like a SLURM column title (upper case, digits, ``_:()/%.``) and at
+    least one is in ``known``; otherwise ``None`` is returned so the caller can refuse the text.
+
+    Args:
+        text: the whole output.
+        known: column titles the caller understands (upper case).
+        free_text_last: titles whose value may contain the delimiter when they are the LAST column (whitespace
+            layout: ``REASON``); surplus tokens are joined back into that column.
+
+    Returns:
+        ``(headers, rows)``: headers upper-cased in order; rows as ``(line_no, line, values)`` where ``values``
+        has one string per header, or ``None`` when the field count does not match (the caller counts it).
+
+    """
+    lines = text.splitlines()
+    start = next((i for i, line in enumerate(lines) if line.strip()), None)
+    if start is None:
+        return None
+    header_line = lines[start]
+    if "\x1f" in header_line:
+        delim: str | None = "\x1f"
+    elif "|" in header_line:
+        delim = "|"
+    else:
+        delim = None
+
+    def split(line: str) -> list[str]:
+        if delim is None:
+            return line.split()
+        parts = [p.strip(" \t") for p in line.rstrip("\r\n ").split(delim)]
+        if trailing and parts and parts[-1] == "":
+            parts.pop()
+        return parts
+
+    # rstrip() alone would also remove 0x1F, which Python counts as whitespace.
+    trailing = delim is not None and header_line.rstrip("\r\n ").endswith(delim)
+    headers = [h.upper() for h in split(header_line)]
+    if not headers or not all(_HEADER_TOKEN.match(h) for h in headers) or not any(h in known for h in headers):
+        return None
+    rows: list[tuple[int, str, list[str] | None]] = []
+    for idx in range(start + 1, len(lines)):
+        line = lines[idx]
+        if not line.strip():
+            continue
+        values = split(line)
+        if len(values) > len(headers) and delim is None and headers[-1] in free_text_last:
+            values = values[: len(headers) - 1] + [" ".join(values[len(headers) - 1 :])]
+        rows.append((idx + 1, line, values if len(values) == len(headers) else None))
+    return headers, rows
+
+
+def normalise_gres(text: str) -> str:
+    """Rewrite GRES spellings that :func:`parse_gres` does not read into ones it does.
+
+    * ``gpu:(null):0(IDX:N/A)`` (21.08+ ``GresUsed`` of an untyped GRES) -> ``gpu:0(IDX:N/A)``;
+    * ``pfsdir:scratch:no_consume:1`` (gres.conf(5) ``Flags=no_consume`` shown as a pseudo-type) ->
+      ``pfsdir:scratch:1``, so the real type is kept and ``no_consume`` is not taken for a type.
+    """
+    text = re.sub(r":\(null\)(?=:)", "", text)
+    return re.sub(r":no_consume(?=[:(,]|$)", "", text)

@@ -1,0 +1,190 @@
+"""The SLURM queue collector: jobs by partition and state, pending reasons, waits, arrays, requested resources.
+
+Source: one ``squeue`` run (:data:`~nomade.exporter.parsers.squeue.SQUEUE_ARGV`, header kept, 0x1F
+delimiter, no ``-r``), shared through the runner's cache by every scraper.
+
+Counting rules:
+
+* A job counts once per partition it is queued in: a pending job submitted to ``p1,p2`` (one line with
+  partition ``p1,p2``, or one line per partition under ``squeue -P``) adds 1 to both ``p1`` and ``p2`` in the
+  per-partition gauges, and 1 (de-duplicated by job id) to ``nomade_slurm_queue_cluster_jobs``.
+* A grouped line of pending array tasks (``123_[1-100%5]``) counts as its number of tasks (100) in the job
+  gauges and in the requested-resource gauges (per-task request x tasks), and once in
+  ``nomade_slurm_queue_arrays`` (arrays with at least one job in that partition and state).
+* When a task count is unknown (expression possibly truncated by ``SLURM_BITSTR_LEN``), every gauge that
+  would need it for that partition and state is left out rather than under-counted.
+* Waits: ``oldest_pending_age_seconds`` is now - ``SubmitTime`` of the oldest pending job (its age in the
+  queue, whatever the reason). ``pending_wait_seconds`` is the distribution of now - ``EligibleTime`` over
+  pending jobs that are eligible now (a dependency leaves EligibleTime unset, ``--begin`` puts it in the
+  future; both are left out), so it describes how long runnable work waits for resources. Quantiles are
+  nearest-rank (the smallest value with at least q of the jobs at or below it; Hyndman & Fan 1996 definition 1),
+  weighted by task count; ``quantile="1"`` is the maximum.
+
+Series: per partition, ``5 x #states`` (jobs, arrays, CPUs, nodes, GPUs) + ``#pending reasons`` + 6 (oldest age,
+eligible count, 4 quantiles); plus one cluster series per state. A cluster with 10 partitions, 3 live states and
+5 reasons exports about 260 series, independent of the number of jobs.
+
+Options (``[collector.slurm_queue]``):
+    bitstr_len (int, default 0): the ``SLURM_BITSTR_LEN`` squeue runs with. The command runner sets
+        ``SLURM_BITSTR_LEN=0`` (no truncation), so long array expressions are trusted; set 64 only when
+        squeue is known to run with SLURM's default length.
+    quantiles (list of float, default [0.5, 0.9, 0.99, 1.0]): the wait quantiles exported.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Iterable
+
+from ..metrics import MetricSet, MetricSpec
+from ..parsers.squeue import SQUEUE_ARGV, QueueJob, parse_squeue
+from .base import Collector
+
+_P = "nomade_slurm_queue_"
+
+
+def weighted_quantile(values: Iterable[tuple[float, int]], q: float) -> float | None:
+    """Nearest-rank quantile of weighted values (Hyndman & Fan 1996, definition 1: inverse of the ECDF).
+
+    Args:
+        values: ``(value, weight)`` pairs; weights are positive integers (task counts).
+        q: the quantile in [0, 1]; 0 gives the minimum and 1 the maximum.
+
+    Returns:
+        The smallest value whose cumulative weight reaches ``ceil(q * total)`` (at least 1), or ``None`` for
+        no values.
+
+    """
+    pairs = sorted((v, w) for v, w in values if w > 0)
+    total = sum(w for _, w in pairs)
+    if not total:
+        return None
+    rank = max(1, math.ceil(q * total))
+    seen = 0
+    for v, w in pairs:
+        seen += w
+        if seen >= rank:
+            return v
+    return pairs[-1][0]
+
+
+class SlurmQueueCollector(Collector):
+    """Queue state from ``squeue`` (controller mode)."""
+
+    name = "slurm_queue"
+    mode = "controller"
+    description = "Jobs by partition/state, pending reasons and waits, job arrays, requested CPUs/nodes/GPUs."
+    metrics = (
+        MetricSpec(_P + "jobs", "gauge", "Jobs in the queue by partition and state (a multi-partition pending "
+                   "job counts in each; array tasks count one each).", ("partition", "state")),
+        MetricSpec(_P + "cluster_jobs", "gauge", "Jobs in the queue by state, each job counted once.", ("state",)),
+        MetricSpec(_P + "pending_jobs_by_reason", "gauge", "Pending jobs by partition and reason token.",
+                   ("partition", "reason")),
+        MetricSpec(_P + "oldest_pending_age_seconds", "gauge", "Time since submission of the oldest pending job.",
+                   ("partition",), "seconds"),
+        MetricSpec(_P + "pending_wait_seconds", "gauge", "Quantiles of the time eligible pending jobs have waited "
+                   "since becoming eligible (nearest rank; quantile 1 = max).", ("partition", "quantile"),
+                   "seconds"),
+        MetricSpec(_P + "pending_eligible_jobs", "gauge", "Pending jobs with an eligible time (the population of "
+                   "pending_wait_seconds).", ("partition",)),
+        MetricSpec(_P + "arrays", "gauge", "Job arrays with at least one job in this partition and state.",
+                   ("partition", "state")),
+        MetricSpec(_P + "requested_cpus", "gauge", "CPUs of the queued jobs (requested when pending, allocated "
+                   "when running).", ("partition", "state")),
+        MetricSpec(_P + "requested_nodes", "gauge", "Nodes of the queued jobs (requested when pending, allocated "
+                   "when running).", ("partition", "state")),
+        MetricSpec(_P + "requested_gpus", "gauge", "GPUs (TRES gres/gpu) of the queued jobs (requested when "
+                   "pending, allocated when running).", ("partition", "state")),
+    )  # fmt: skip
+
+    def collect(self, out: MetricSet) -> None:
+        """Run squeue once and fill the queue gauges.
+
+        Raises:
+            CommandError: when squeue is missing, times out or fails (``up`` becomes 0).
+
+        """
+        res = self.ctx.runner.run(SQUEUE_ARGV)
+        parsed = parse_squeue(res.stdout, int(self.option("bitstr_len", 0)))
+        self.count_parse_errors(len(parsed.issues))
+        now = self.ctx.clock()
+        quantiles = [float(q) for q in self.option("quantiles", [0.5, 0.9, 0.99, 1.0])]
+        fill(out, parsed.records, now, quantiles)
+
+
+def _sum(acc: dict, key: tuple, value: float | None) -> None:
+    """Accumulate ``value`` into ``acc[key]``; a ``None`` poisons the key (the total becomes unknown)."""
+    if value is None or acc.get(key, 0.0) is None:
+        acc[key] = None
+    else:
+        acc[key] = acc.get(key, 0.0) + value
+
+
+def _times(value: int | float | None, tasks: int | None) -> float | None:
+    return None if value is None or tasks is None else float(value) * tasks
+
+
+def fill(out: MetricSet, jobs: list[QueueJob], now: float, quantiles: list[float]) -> None:
+    """Aggregate parsed queue lines into ``out`` (separated from :meth:`collect` for tests)."""
+    jobs_by: dict[tuple[str, str], float | None] = {}
+    cpus_by: dict[tuple[str, str], float | None] = {}
+    nodes_by: dict[tuple[str, str], float | None] = {}
+    gpus_by: dict[tuple[str, str], float | None] = {}
+    arrays: dict[tuple[str, str], set[str]] = defaultdict(set)
+    reasons: dict[tuple[str, str], float | None] = {}
+    oldest: dict[str, float] = {}
+    waits: dict[str, list[tuple[float, int]]] = defaultdict(list)
+    wait_unknown: set[str] = set()
+    cluster: dict[str, dict[str, int | None]] = defaultdict(dict)
+    seen: set[tuple[str, str]] = set()
+    partitions: set[str] = set()
+    for job in jobs:
+        cluster[job.state][job.job_id] = job.tasks
+        for part in job.partitions:
+            if (job.job_id, part) in seen:  # squeue -P copies, or a partition listed twice
+                continue
+            seen.add((job.job_id, part))
+            partitions.add(part)
+            key = (part, job.state)
+            _sum(jobs_by, key, job.tasks)
+            _sum(cpus_by, key, _times(job.cpus, job.tasks))
+            _sum(nodes_by, key, _times(job.nodes, job.tasks))
+            _sum(gpus_by, key, _times(job.gpus, job.tasks))
+            if job.array_job_id is not None:
+                arrays[key].add(job.array_job_id)
+            if job.state != "pending":
+                continue
+            _sum(reasons, (part, job.reason or "None"), job.tasks)
+            if job.submit_time is not None:
+                oldest[part] = min(oldest.get(part, math.inf), job.submit_time)
+            # A future EligibleTime (--begin) means "not eligible yet": not part of the wait distribution.
+            if job.eligible_time is not None and job.eligible_time <= now:
+                if job.tasks is None:
+                    wait_unknown.add(part)
+                else:
+                    waits[part].append((now - job.eligible_time, job.tasks))
+    for (part, state), n in jobs_by.items():
+        out.add(_P + "jobs", n, partition=part, state=state)
+        out.add(_P + "requested_cpus", cpus_by.get((part, state)), partition=part, state=state)
+        out.add(_P + "requested_nodes", nodes_by.get((part, state)), partition=part, state=state)
+        out.add(_P + "requested_gpus", gpus_by.get((part, state)), partition=part, state=state)
+        out.add(_P + "arrays", len(arrays.get((part, state), ())), partition=part, state=state)
+    for state, by_id in cluster.items():
+        counts = list(by_id.values())
+        out.add(_P + "cluster_jobs", None if None in counts else sum(c or 0 for c in counts), state=state)
+    for (part, reason), n in reasons.items():
+        out.add(_P + "pending_jobs_by_reason", n, partition=part, reason=reason)
+    for part, submit in oldest.items():
+        out.add(_P + "oldest_pending_age_seconds", max(0.0, now - submit), partition=part)
+    for part in sorted(partitions):
+        if part in wait_unknown:
+            continue  # a task count is unknown: quantiles would be wrong
+        if any(state == "pending" for (p, state) in jobs_by if p == part):
+            out.add(_P + "pending_eligible_jobs", sum(w for _, w in waits.get(part, [])), partition=part)
+        for q in quantiles:
+            out.add(_P + "pending_wait_seconds", weighted_quantile(waits.get(part, []), q), partition=part,
+                    quantile=f"{q:g}")  # fmt: skip
+
+
+COLLECTOR = SlurmQueueCollector
