@@ -1,0 +1,316 @@
+"""SLURM accounting collector: finished jobs from ``sacct`` - outcome counters, efficiency histograms, per-job series.
+
+Source: one ``sacct`` call per ``interval`` (cached and shared through the command runner), for all users, over the
+last ``lookback`` seconds, terminal states only, steps included (``MaxRSS`` lives on step lines)::
+
+    sacct --allusers --parsable2 --noheader --delimiter=<0x1F> --format=JobIDRaw,JobID,...,JobName
+          --state=CA,CD,DL,F,NF,OOM,PR,TO,BF --starttime=now-<lookback> --endtime=now
+
+sacct(1): with ``--state`` and a start/end time, sacct selects jobs that were in one of those states during the
+window; "now-<n>" is "now minus n seconds" (sacct(1) "Valid time formats"). The window is relative so the argv -
+the runner's cache key - is the same on every call and the TTL cache works.
+
+Options (``[collector.slurm_accounting]``):
+
+- ``lookback`` (seconds, default 3600): the sacct window; per-job series cover jobs that ended within it.
+- ``interval`` (seconds, default 60): cache lifetime of the sacct output (``ttl`` of the runner), so frequent
+  scrapes cost slurmdbd one query per interval (sacct(1) "PERFORMANCE").
+- ``timeout`` (seconds, default 30): the sacct timeout.
+- ``per_job`` (bool, default true): export the per-job series.
+- ``max_jobs`` (default 5000): cap on jobs with per-job series, most recently ended first; the rest are counted in
+  ``nomade_slurm_accounting_window_jobs_dropped``.
+- ``sacct`` (default ``"sacct"``): the command.
+
+Counting (``nomade_slurm_job_finished_total`` and the two histograms) goes through
+:class:`~nomade.exporter.accounting_store.AccountingStore` (``<state_dir>/slurm_accounting.sqlite3``): each
+``JobIDRaw`` is counted once, ever (once per accounting record: a requeued job's earlier NODE_FAIL/PREEMPTED
+record and its final outcome are two records, see :func:`dedup_key`), and the totals survive restarts and jobs
+ageing out of squeue. On the first start, the jobs already in the window are counted. A job whose end lies more
+than 2 x lookback in the past is never counted (its dedup row would already be pruned). Array tasks and
+heterogeneous components each have their own ``JobIDRaw`` and count as jobs.
+
+Cardinality: the counter has at most partitions x 9 states x 13 classes series (in practice a few per partition);
+each histogram (bucket count + 2) series per partition. Per job: 1 info + 16 gauges = 17 series, so 17,000 per
+1,000 jobs in the window; ``max_jobs`` bounds it (85,000 at the default 5,000), ``per_job = false`` removes it.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+from typing import ClassVar
+
+from ..accounting_store import AccountingStore, Observation, StoreError, labels_of
+from ..metrics import MetricSet, MetricSpec
+from ..parsers.sacct import SACCT_DELIMITER, SACCT_FIELDS, SacctJob, parse_sacct
+from ..parsers.slurm_outcome import STATE_CODES, TERMINAL_STATES
+from ..runner import CommandResult
+from .base import Collector, CollectorContext, CollectorError
+
+#: Histogram bounds for both efficiency ratios: tenths up to 1, then 1.5 and 2 because the memory ratio exceeds 1
+#: when MaxRSS passes an unenforced request and CPU time can slightly exceed Elapsed x AllocCPUS.
+EFFICIENCY_BUCKETS: tuple[float, ...] = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.5, 2.0)
+
+FINISHED = "nomade_slurm_job_finished_total"
+CPU_EFF = "nomade_slurm_job_cpu_efficiency_ratio"
+MEM_EFF = "nomade_slurm_job_memory_efficiency_ratio"
+
+_TERMINAL_LONG = frozenset(STATE_CODES[c] for c in TERMINAL_STATES)
+
+_J = ("job_id",)
+
+# (metric name, help, unit) of the numeric per-job gauges; values come from _per_job_values.
+_PER_JOB: tuple[tuple[str, str, str], ...] = (
+    ("nomade_slurm_job_requested_cpus", "CPUs the finished job requested (sacct ReqCPUS).", ""),
+    ("nomade_slurm_job_allocated_cpus", "CPUs allocated to the finished job (sacct AllocCPUS).", ""),
+    (
+        "nomade_slurm_job_requested_memory_bytes",
+        "Total memory the job requested: ReqMem per node x nodes, per CPU x CPUs, or the total (SLURM >= 21.08).",
+        "bytes",
+    ),
+    ("nomade_slurm_job_max_rss_bytes", "Peak resident set size: maximum MaxRSS over the job's steps.", "bytes"),
+    ("nomade_slurm_job_requested_gpus", "GPUs requested (gres/gpu of ReqTRES, else AllocTRES).", ""),
+    ("nomade_slurm_job_timelimit_seconds", "Time limit of the job (absent when UNLIMITED).", "seconds"),
+    ("nomade_slurm_job_elapsed_seconds", "Wall-clock run time of the job (sacct Elapsed).", "seconds"),
+    ("nomade_slurm_job_cpu_seconds", "User + system CPU time of the job's steps (sacct TotalCPU).", "seconds"),
+    ("nomade_slurm_job_nodes", "Nodes allocated to the job (sacct NNodes).", ""),
+    ("nomade_slurm_job_exit_code", "Exit status of the job script (sacct ExitCode before the colon).", ""),
+    (
+        "nomade_slurm_job_exit_signal",
+        "Signal that ended the job script, 0 if none (sacct ExitCode after the colon).",
+        "",
+    ),
+    ("nomade_slurm_job_submit_timestamp_seconds", "Submission time of the job, Unix seconds.", "seconds"),
+    ("nomade_slurm_job_start_timestamp_seconds", "Start time of the job, Unix seconds.", "seconds"),
+    ("nomade_slurm_job_end_timestamp_seconds", "End time of the job, Unix seconds.", "seconds"),
+    (
+        "nomade_slurm_job_cpu_utilization_ratio",
+        "This job's CPU efficiency TotalCPU / (Elapsed x AllocCPUS) (seff's figure; the histogram of all jobs is "
+        "nomade_slurm_job_cpu_efficiency_ratio).",
+        "ratio",
+    ),
+    (
+        "nomade_slurm_job_memory_utilization_ratio",
+        "This job's memory efficiency: peak step MaxRSS / requested memory; may exceed 1 (the histogram of all jobs "
+        "is nomade_slurm_job_memory_efficiency_ratio).",
+        "ratio",
+    ),
+)
+
+
+def _per_job_values(j: SacctJob) -> dict[str, float | int | None]:
+    return {
+        "nomade_slurm_job_requested_cpus": j.req_cpus,
+        "nomade_slurm_job_allocated_cpus": j.alloc_cpus,
+        "nomade_slurm_job_requested_memory_bytes": j.requested_memory_bytes,
+        "nomade_slurm_job_max_rss_bytes": j.max_rss_bytes,
+        "nomade_slurm_job_requested_gpus": j.requested_gpus,
+        "nomade_slurm_job_timelimit_seconds": j.timelimit_seconds,
+        "nomade_slurm_job_elapsed_seconds": j.elapsed_seconds,
+        "nomade_slurm_job_cpu_seconds": j.total_cpu_seconds,
+        "nomade_slurm_job_nodes": j.nnodes,
+        "nomade_slurm_job_exit_code": j.exit_code,
+        "nomade_slurm_job_exit_signal": j.exit_signal,
+        "nomade_slurm_job_submit_timestamp_seconds": j.submit,
+        "nomade_slurm_job_start_timestamp_seconds": j.start,
+        "nomade_slurm_job_end_timestamp_seconds": j.end,
+        "nomade_slurm_job_cpu_utilization_ratio": j.cpu_efficiency,
+        "nomade_slurm_job_memory_utilization_ratio": j.memory_efficiency,
+    }
+
+
+def dedup_key(job: SacctJob) -> str:
+    """The key a finished job is counted under: ``JobIDRaw@<submit time>`` (``JobIDRaw`` alone without one).
+
+    A requeued job keeps its ``JobIDRaw`` but gets a new accounting record with a new ``Submit`` (seen on the
+    lab's SLURM 22.05: a NODE_FAIL record submitted 15:19:42, the requeued run 15:20:16; ``sacct -D`` lists both).
+    Each record is a separate terminal outcome and counts once; the submit time of a record never changes.
+    """
+    if job.submit is None:
+        return job.job_id_raw
+    return f"{job.job_id_raw}@{int(job.submit)}"
+
+
+class SlurmAccountingCollector(Collector):
+    """Finished SLURM jobs from sacct: deduplicated outcome counters, efficiency histograms and per-job series.
+
+    Labels: ``state`` is the sacct state in lower case without ``by <uid>`` (``completed``, ``cancelled``,
+    ``out_of_memory``...); ``failure_class`` is one of
+    :data:`nomade.exporter.parsers.slurm_outcome.FAILURE_CLASSES`; ``partition`` is empty when sacct gave none.
+
+    Raises (from :meth:`collect`):
+        CommandError: sacct missing, timed out or failed (``up`` 0; the store is not touched).
+        CollectorError: the state store cannot be opened or written.
+    """
+
+    name = "slurm_accounting"
+    mode = "controller"
+    description = "Finished jobs from sacct: outcome counters, CPU/memory efficiency histograms, per-job series."
+    metrics: ClassVar[tuple[MetricSpec, ...]] = (
+        MetricSpec(
+            FINISHED,
+            "counter",
+            "Jobs that reached a terminal state, counted once per JobIDRaw, by partition, sacct state and "
+            "failure class; persisted across exporter restarts.",
+            ("partition", "state", "failure_class"),
+        ),
+        MetricSpec(
+            CPU_EFF,
+            "histogram",
+            "CPU efficiency TotalCPU / (Elapsed x AllocCPUS) of finished jobs, one observation per job.",
+            ("partition",),
+            "ratio",
+        ),
+        MetricSpec(
+            MEM_EFF,
+            "histogram",
+            "Memory efficiency (peak step MaxRSS / requested memory) of finished jobs, one observation per "
+            "job; can exceed 1.",
+            ("partition",),
+            "ratio",
+        ),
+        MetricSpec(
+            "nomade_slurm_job_info",
+            "info",
+            "A job that ended within the lookback window, with its text attributes.",
+            ("job_id", "job_name", "user", "account", "partition", "state", "failure_class", "nodelist"),
+        ),
+        *(MetricSpec(n, "gauge", h, _J, u) for n, h, u in _PER_JOB),
+        MetricSpec(
+            "nomade_slurm_accounting_window_jobs", "gauge", "Finished jobs sacct returned for the lookback window.", ()
+        ),
+        MetricSpec(
+            "nomade_slurm_accounting_window_jobs_dropped",
+            "gauge",
+            "Jobs in the window left without per-job series because of max_jobs.",
+            (),
+        ),
+        MetricSpec(
+            "nomade_slurm_accounting_window_seconds", "gauge", "Length of the sacct lookback window.", (), "seconds"
+        ),
+    )
+
+    def __init__(self, ctx: CollectorContext) -> None:
+        super().__init__(ctx)
+        self.lookback = int(self.option("lookback", 3600))
+        self.interval = float(self.option("interval", 60))
+        self.timeout = float(self.option("timeout", 30))
+        self.per_job = bool(self.option("per_job", True))
+        self.max_jobs = int(self.option("max_jobs", 5000))
+        self.sacct = str(self.option("sacct", "sacct"))
+        if self.lookback <= 0 or self.max_jobs < 0:
+            raise ValueError("slurm_accounting: lookback must be > 0 and max_jobs >= 0")
+        self._store: AccountingStore | None = None
+        self._last: tuple[CommandResult, list[SacctJob]] | None = None
+
+    @classmethod
+    def available(cls) -> bool:
+        """Whether ``sacct`` is on the PATH."""
+        return shutil.which("sacct") is not None
+
+    def argv(self) -> list[str]:
+        """The sacct command line (see the module docstring)."""
+        return [
+            self.sacct,
+            "--allusers",
+            "--parsable2",
+            "--noheader",
+            f"--delimiter={SACCT_DELIMITER}",
+            "--format=" + ",".join(SACCT_FIELDS),
+            "--state=" + ",".join(TERMINAL_STATES),
+            f"--starttime=now-{self.lookback}",
+            "--endtime=now",
+        ]
+
+    def store(self) -> AccountingStore:
+        """The state store, opened on first use (so a bad state_dir gives ``up`` 0 rather than a dead exporter)."""
+        if self._store is None:
+            try:
+                self._store = AccountingStore(
+                    self.ctx.state_dir / "slurm_accounting.sqlite3",
+                    {CPU_EFF: EFFICIENCY_BUCKETS, MEM_EFF: EFFICIENCY_BUCKETS},
+                )
+            except StoreError as exc:
+                raise CollectorError(str(exc)) from exc
+        return self._store
+
+    def _jobs(self) -> list[SacctJob]:
+        result = self.ctx.runner.run(self.argv(), timeout=self.timeout, ttl=self.interval)
+        if self._last is not None and self._last[0] is result:
+            return self._last[1]  # cached output: already parsed, its issues already counted
+        parsed = parse_sacct(result.stdout, fields=SACCT_FIELDS, delimiter=SACCT_DELIMITER)
+        self.count_parse_errors(len(parsed.issues))
+        self._last = (result, parsed.records)
+        return parsed.records
+
+    def collect(self, out: MetricSet) -> None:
+        """Poll sacct, count newly finished jobs in the store, expose totals and per-job series."""
+        jobs = [j for j in self._jobs() if j.state in _TERMINAL_LONG]
+        now = float(self.ctx.clock())
+        horizon = now - 2 * self.lookback
+        window_start = now - self.lookback
+        store = self.store()
+        observations = []
+        for j in jobs:
+            if j.end is not None and j.end < horizon:
+                continue
+            part = j.partition or ""
+            cls = j.failure_class
+            samples = []
+            for hist, value in ((CPU_EFF, j.cpu_efficiency), (MEM_EFF, j.memory_efficiency)):
+                if value is not None and math.isfinite(value):
+                    samples.append((hist, labels_of(partition=part), value))
+            observations.append(
+                Observation(
+                    key=dedup_key(j),
+                    end_time=j.end if j.end is not None else now,
+                    counters=(
+                        (FINISHED, labels_of(partition=part, state=(j.state or "").lower(), failure_class=cls), 1.0),
+                    ),
+                    samples=tuple(samples),
+                )
+            )
+        try:
+            store.record(observations, now=now, prune_before=horizon)
+            counters = store.counters(FINISHED)
+            hists = {h: store.histograms(h) for h in (CPU_EFF, MEM_EFF)}
+        except StoreError as exc:
+            raise CollectorError(str(exc)) from exc
+        for labels, value in counters.items():
+            out.add(FINISHED, value, **dict(labels))
+        for h, children in hists.items():
+            for labels, (buckets, total, count) in children.items():
+                out.histogram(h, buckets, total, count, **dict(labels))
+
+        window = [j for j in jobs if j.end is None or j.end >= window_start]
+        out.add("nomade_slurm_accounting_window_jobs", len(window))
+        out.add("nomade_slurm_accounting_window_seconds", self.lookback)
+        if not self.per_job:
+            return
+        # Most recent first; an unknown end sorts as "now" (the job has just been recorded as terminal).
+        window.sort(key=lambda j: j.end if j.end is not None else now, reverse=True)
+        kept = window[: self.max_jobs]
+        out.add("nomade_slurm_accounting_window_jobs_dropped", len(window) - len(kept))
+        for j in kept:
+            out.info(
+                "nomade_slurm_job_info",
+                job_id=j.job_id,
+                job_name=j.name or "",
+                user=j.user or "",
+                account=j.account or "",
+                partition=j.partition or "",
+                state=(j.state or "").lower(),
+                failure_class=j.failure_class,
+                nodelist=j.nodelist or "",
+            )
+            for name, value in _per_job_values(j).items():
+                out.add(name, value, job_id=j.job_id)
+
+    def close(self) -> None:
+        """Close the state store."""
+        if self._store is not None:
+            self._store.close()
+            self._store = None
+
+
+COLLECTOR = SlurmAccountingCollector
