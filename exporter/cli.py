@@ -149,7 +149,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     try:
-        server = serve(registry, host, port)
+        server = serve(registry, host, port, orchestrator)
     except OSError as exc:
         print(f"nomade-exporter: cannot listen on {cfg.listen_address}: {exc}", file=sys.stderr)
         return 1

@@ -5,10 +5,16 @@ total. A collector that raises, or that has not finished by the deadline, is rep
 ``nomade_collector_up 0`` and contributes nothing else; the others are exposed as usual. A collector still
 already running (a concurrent scrape, or a run left over from a timed-out scrape) is joined rather than started a
 second time, so concurrent scrapers share one collection and a frozen source can never pile up threads.
+
+Prometheus sends its own scrape timeout in the ``X-Prometheus-Scrape-Timeout-Seconds`` header; the HTTP server
+passes it to :meth:`ScrapeOrchestrator.timeout`, and the scrape then ends half a second before Prometheus would
+give up, so a frozen slurmctld shows as ``nomade_collector_up 0`` instead of a failed scrape (the blackbox
+exporter handles the header the same way).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import platform
 import threading
@@ -103,6 +109,28 @@ class ScrapeOrchestrator:
         self._lock = threading.Lock()
         self._scrapes = 0
         self._last_series = 0
+        self._local = threading.local()
+
+    @contextlib.contextmanager
+    def timeout(self, seconds: float | None) -> Iterator[None]:
+        """Within this block, scrapes made by this thread wait at most ``seconds`` (capped by scrape_timeout).
+
+        Args:
+            seconds: the scraper's own timeout, e.g. from ``X-Prometheus-Scrape-Timeout-Seconds``; a margin of
+                0.5 s (or 10 % when shorter) is kept for encoding and transfer. ``None`` keeps the default.
+
+        """
+        prev = getattr(self._local, "timeout", None)
+        if seconds is not None and seconds > 0:
+            self._local.timeout = min(self.scrape_timeout, max(0.1, seconds - min(0.5, seconds * 0.1)))
+        try:
+            yield
+        finally:
+            self._local.timeout = prev
+
+    def effective_timeout(self) -> float:
+        """The timeout the next scrape on this thread will use (seconds)."""
+        return getattr(self._local, "timeout", None) or self.scrape_timeout
 
     def _run_one(self, c: Collector) -> tuple[MetricSet, float]:
         start = time.monotonic()
@@ -112,7 +140,8 @@ class ScrapeOrchestrator:
 
     def collect(self) -> Iterator[Metric]:
         """Run one scrape (called by ``prometheus_client`` for each request)."""
-        deadline = time.monotonic() + self.scrape_timeout
+        budget = self.effective_timeout()
+        deadline = time.monotonic() + budget
         started: dict[str, Future[tuple[MetricSet, float]]] = {}
         with self._lock:
             self._scrapes += 1
@@ -135,7 +164,7 @@ class ScrapeOrchestrator:
             duration: float | None = None
             if not fut.done():
                 reason = "timeout"
-                duration = self.scrape_timeout
+                duration = budget
             else:
                 exc = fut.exception()
                 if exc is not None:
@@ -149,7 +178,7 @@ class ScrapeOrchestrator:
             if reason is not None:
                 self._failures[(c.name, reason)] += 1
                 if reason == "timeout":
-                    log.warning("collector %s did not finish within %.1f s", c.name, self.scrape_timeout)
+                    log.warning("collector %s did not finish within %.1f s", c.name, budget)
             selfset.add("nomade_collector_up", 0 if reason else 1, collector=c.name)
             selfset.add("nomade_collector_duration_seconds", duration, collector=c.name)
             selfset.add("nomade_collector_parse_errors_total", c.parse_errors, collector=c.name)

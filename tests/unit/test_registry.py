@@ -102,3 +102,30 @@ def test_self_metrics_present():
     assert m["nomade_exporter_scrape_series"][()] == 1
     (labels,) = m["nomade_exporter_build_info"]
     assert dict(labels)["version"]
+
+
+def test_scraper_timeout_header_shortens_the_deadline():
+    import urllib.request
+
+    from nomade.exporter.server import serve
+
+    Slow.calls = 0
+    orch = ScrapeOrchestrator([Good(ctx()), Slow(ctx(sleep=3))], CommandRunner(), scrape_timeout=20)
+    reg = CollectorRegistry(auto_describe=False)
+    reg.register(orch)
+    server = serve(reg, "127.0.0.1", 0, orch)
+    try:
+        port = server.server_address[1]
+        req = urllib.request.Request(
+            f"http://127.0.0.1:{port}/metrics", headers={"X-Prometheus-Scrape-Timeout-Seconds": "1"}
+        )
+        t0 = time.monotonic()
+        body = urllib.request.urlopen(req, timeout=10).read().decode()
+        elapsed = time.monotonic() - t0
+    finally:
+        server.shutdown()
+        orch.close()
+    assert elapsed < 1.0
+    assert 'nomade_collector_up{collector="slow"} 0.0' in body
+    assert 'nomade_collector_up{collector="good"} 1.0' in body
+    assert "nomade_good_value 42.0" in body
