@@ -261,7 +261,10 @@ def status_queries(cluster: str | None = None) -> dict[str, str]:
         "filesystems": _selector(
             ["nomade_filesystem_size_bytes", "nomade_filesystem_avail_bytes", "nomade_filesystem_free_bytes"], cluster
         ),
-        "queue": _selector(["nomade_slurm_queue_jobs", "nomade_slurm_queue_oldest_pending_age_seconds"], cluster),
+        "queue": _selector(
+            ["nomade_slurm_queue_jobs", "nomade_slurm_queue_oldest_pending_age_seconds", "nomade_slurm_partition_info"],
+            cluster,
+        ),
         "nodes": _selector(
             [
                 "nomade_slurm_node_state",
@@ -273,7 +276,14 @@ def status_queries(cluster: str | None = None) -> dict[str, str]:
             ],
             cluster,
         ),
-        "finished_1h": f"sum by (cluster, failure_class) (max by ({inner}) (increase({fin}[1h])))",
+        # Exact where per-job series exist (jobs whose end is within the hour); else the counters' increase,
+        # which misses jobs counted before the counter's first sample (Prometheus extrapolates from there).
+        "finished_1h": (
+            f"count by (cluster, failure_class) (max by (cluster, job_id, failure_class) (nomade_slurm_job_info{cm})"
+            f" and on (cluster, job_id) ((time() - max by (cluster, job_id) "
+            f"(nomade_slurm_job_end_timestamp_seconds{cm})) < 3600))"
+            f" or sum by (cluster, failure_class) (max by ({inner}) (increase({fin}[1h])))"
+        ),
         "finished_total": f"sum by (cluster, failure_class) (max by ({inner}) ({fin}))",
         "collectors": _selector(["nomade_collector_up", "nomade_collector_last_success_timestamp_seconds"], cluster),
     }
@@ -358,6 +368,8 @@ def _fold_queue(samples: list[Sample]) -> list[QueueRow]:
         if s.name == "nomade_slurm_queue_jobs":
             st = s.labels.get("state", "").upper()
             states[key][st] = max(v, states[key].get(st, v))
+        elif s.name == "nomade_slurm_partition_info":
+            states.setdefault(key, {})  # every partition gets a row, also one with an empty queue
         elif s.name == "nomade_slurm_queue_oldest_pending_age_seconds":
             states.setdefault(key, {})
             oldest[key] = max(v, oldest.get(key, v))

@@ -463,7 +463,8 @@ def test_gather_with_cluster_filter_sends_matchers():
     assert set(snap.errors) == {"filesystems", "queue", "nodes", "finished", "collectors"}
     sent = fake.queries()
     assert (
-        '{__name__=~"nomade_slurm_queue_jobs|nomade_slurm_queue_oldest_pending_age_seconds", cluster="hp\\"c"}' in sent
+        '{__name__=~"nomade_slurm_queue_jobs|nomade_slurm_queue_oldest_pending_age_seconds|'
+        'nomade_slurm_partition_info", cluster="hp\\"c"}' in sent
     )
     assert any('increase(nomade_slurm_job_finished_total{cluster="hp\\"c"}[1h])' in q for q in sent)
 
