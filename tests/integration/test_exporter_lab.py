@@ -270,6 +270,8 @@ def test_proc_figures_in_prometheus_agree_with_sysstat(prom_url):
     window's end. The load is steady for the whole span, so the misalignment costs little; the tolerances are
     twice those of the in-process comparison (tests/integration/test_proc_vs_sysstat.py): ±10 percentage points
     for %util and CPU figures, ±(4 + 10 %) for IOPS, ±(128 kB/s + 10 %) for throughput, await ±(2 ms + 50 %).
+    vmstat's free/buff/cache are instants while the stored values are averaged over the window, and the page
+    cache moves under the dd load: ±(256 MiB + 25 %) there (measured gap: up to 170 MiB).
     """
     for tool in ("iostat", "mpstat", "vmstat", "dd"):
         assert shutil.which(tool), f"{tool} missing: make test installs sysstat"
@@ -323,7 +325,8 @@ def test_proc_figures_in_prometheus_agree_with_sysstat(prom_url):
 
     tol = Tolerances(
         pct_points=10.0, rate_rel=0.10, iops_abs=4.0, kbps_abs=128.0, await_ms_abs=2.0, await_rel=0.5,
-        queue_abs=0.2, queue_rel=0.4, vmstat_pct_points=12.0, blocked_abs=3.0, memory_rel=0.10,
+        queue_abs=0.2, queue_rel=0.4, vmstat_pct_points=12.0, blocked_abs=3.0, memory_rel=0.25,
+        memory_abs_kb=262144.0,
     )  # fmt: skip
     iostat = last_iostat_report(outputs["iostat"])
     checks = compare_iostat(fetch, iostat, [dev], tol)
