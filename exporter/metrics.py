@@ -88,9 +88,15 @@ class MetricSet:
 
     def _family(self, name: str, labels: dict[str, object]) -> tuple[_Family, tuple[str, ...]]:
         fam = self._families[name]
-        if set(labels) != set(fam.spec.labels):
-            raise ValueError(f"{name}: labels {sorted(labels)} != declared {sorted(fam.spec.labels)}")
-        return fam, tuple(_clean_label(labels[k]) for k in fam.spec.labels)
+        names = fam.spec.labels
+        if len(labels) != len(names):
+            raise ValueError(f"{name}: labels {sorted(labels)} != declared {sorted(names)}")
+        try:
+            # Label values are cleaned of lone surrogates once, at exposition time (families()).
+            key = tuple([v if type(v) is str else str(v) for v in map(labels.__getitem__, names)])
+        except KeyError:
+            raise ValueError(f"{name}: labels {sorted(labels)} != declared {sorted(names)}") from None
+        return fam, key
 
     def add(self, name: str, value: float | int | None, **labels: object) -> None:
         """Set one sample. ``None`` and NaN values are dropped (absent beats wrong).
@@ -108,6 +114,28 @@ class MetricSet:
             fam.samples[key] = fam.samples.get(key, 0.0) + value
         else:
             fam.samples[key] = value
+
+    def extend(self, name: str, samples: dict[tuple[str, ...], float]) -> None:
+        """Set many samples of one gauge or info family at once (the fast path for per-job series).
+
+        Args:
+            name: a declared gauge or info metric.
+            samples: ``{label values in declared order: value}``; NaN values are dropped.
+
+        Raises:
+            KeyError: undeclared name.
+            ValueError: a counter or histogram family, or a key of the wrong length.
+
+        """
+        fam = self._families[name]
+        if fam.spec.type not in ("gauge", "info"):
+            raise ValueError(f"{name}: extend() takes gauges and info metrics only")
+        width = len(fam.spec.labels)
+        for key, value in samples.items():
+            if len(key) != width:
+                raise ValueError(f"{name}: key {key!r} does not match labels {fam.spec.labels}")
+            if value == value:  # not NaN
+                fam.samples[key] = float(value)
 
     def info(self, name: str, **labels: object) -> None:
         """Set an info metric (value 1) with the given text labels."""
@@ -145,19 +173,20 @@ class MetricSet:
             spec = fam.spec
             if not fam.samples and not fam.histograms:
                 continue
+            labels = spec.labels
             if spec.type == "counter":
                 m = Metric(spec.name[: -len("_total")], spec.help, "counter")
                 for key, v in sorted(fam.samples.items()):
-                    m.add_sample(spec.name, dict(zip(spec.labels, key, strict=True)), v)
+                    m.add_sample(spec.name, _label_dict(labels, key), v)
             elif spec.type == "info":
                 # Exposed as a gauge named *_info, the convention node_exporter and kube-state-metrics use.
                 m = Metric(spec.name, spec.help, "gauge")
                 for key, v in sorted(fam.samples.items()):
-                    m.add_sample(spec.name, dict(zip(spec.labels, key, strict=True)), v)
+                    m.add_sample(spec.name, _label_dict(labels, key), v)
             elif spec.type == "histogram":
                 m = Metric(spec.name, spec.help, "histogram")
                 for key, (buckets, total, count) in sorted(fam.histograms.items()):
-                    base = dict(zip(spec.labels, key, strict=True))
+                    base = _label_dict(labels, key)
                     for le, c in buckets:
                         m.add_sample(spec.name + "_bucket", {**base, "le": _fmt_le(le)}, c)
                     m.add_sample(spec.name + "_sum", base, total)
@@ -165,7 +194,7 @@ class MetricSet:
             else:
                 m = Metric(spec.name, spec.help, "gauge")
                 for key, v in sorted(fam.samples.items()):
-                    m.add_sample(spec.name, dict(zip(spec.labels, key, strict=True)), v)
+                    m.add_sample(spec.name, _label_dict(labels, key), v)
             out.append(m)
         return out
 
@@ -176,6 +205,12 @@ class MetricSet:
             n += len(fam.samples)
             n += sum(len(b) + 2 for b, _, _ in fam.histograms.values())
         return n
+
+
+def _label_dict(names: tuple[str, ...], values: tuple[str, ...]) -> dict[str, str]:
+    # isascii() is the cheap common case; anything else is checked for lone surrogates, which would make the
+    # whole exposition fail to encode.
+    return {n: v if v.isascii() else _clean_label(v) for n, v in zip(names, values, strict=True)}
 
 
 def _fmt_le(le: float) -> str:

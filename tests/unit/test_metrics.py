@@ -100,3 +100,21 @@ def test_hostile_label_values_pass_promtool():
     assert 'reason="disk \\"sda\\" failing, replace|ticket 42"' in text
     assert 'reason="new\\nline"' in text
     assert 'reason="back\\\\slash"' in text
+
+
+def test_extend_sets_many_samples_and_checks_shapes():
+    ms = MetricSet(SPECS)
+    ms.extend("nomade_test_jobs", {("a", "RUNNING"): 3, ("b", "PENDING"): math.nan})
+    assert ms.samples("nomade_test_jobs") == {("a", "RUNNING"): 3.0}
+    with pytest.raises(ValueError):
+        ms.extend("nomade_test_jobs", {("a",): 1})
+    with pytest.raises(ValueError):
+        ms.extend("nomade_test_events_total", {("x",): 1})
+    with pytest.raises(KeyError):
+        ms.extend("nomade_nope", {})
+
+
+def test_surrogates_are_cleaned_at_exposition():
+    ms = MetricSet(SPECS)
+    ms.info("nomade_test_reason_info", node="n1", reason="bad \udcff byte")
+    assert "bad \ufffd byte" in expose(ms)
