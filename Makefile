@@ -50,6 +50,8 @@ test: venv system lint
 demo: venv system
 	$(LAB) start
 	$(LAB) workload
+	@echo "waiting 15 s for the last outcomes to reach Prometheus (exporter cache 4 s, sacct poll 5 s, scrape 5 s)"
+	@sleep 15
 	$(VENV)/bin/nomade status
 	@echo
 	@echo "Prometheus: http://127.0.0.1:9090   exporter: http://127.0.0.1:9866/metrics"

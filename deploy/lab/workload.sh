@@ -79,6 +79,21 @@ is_final() {
 sacct_state_is() { [[ $(sacct_state "$1") == "$2" ]]; }
 reason_is() { [[ $(squeue -h -j "$1" -o %r) == "$2" ]]; }
 
+# -------------------------------------------------------------------------------- a rerun starts clean
+# A second run without `lab.sh reset` finds c03 still drained and the never-satisfied dependency still
+# pending from the first: resume the node and cancel the old jobs so the pinned jobs below can start.
+if sinfo -h -n "$DRAIN_NODE" -o %T | grep -q drain; then
+    log "resuming $DRAIN_NODE, drained by an earlier run"
+    scontrol update nodename="$DRAIN_NODE" state=resume
+fi
+old_jobs=$(squeue -h -o %i | tr '\n' ' ')
+if [[ -n ${old_jobs// /} ]]; then
+    log "cancelling jobs left by an earlier run: $old_jobs"
+    # shellcheck disable=SC2086
+    scancel $old_jobs
+    wait_until "earlier jobs gone" bash -c '[[ -z $(squeue -h -o %i) ]]'
+fi
+
 # -------------------------------------------------------------------------------- NODE_FAIL jobs first
 # They are pinned to c04 (and c03); every other compute job excludes c04, so the kill hits only these two.
 MEM=(--mem=200M)
