@@ -6,8 +6,15 @@ from nomade.exporter.collectors import collector_classes
 
 ROOT = Path(__file__).resolve().parents[2]
 
-# The metric families every component agrees on (DESIGN.md, "Metric families").
+# The metric families every component agrees on (DESIGN.md, "Metric families"), plus the ones issue 3 added
+# for views DESIGN.md does not name (node health, reachability, job hygiene, reservations, priority, associations).
 FAMILIES = (
+    "nomade_node_health_",
+    "nomade_reachability_",
+    "nomade_job_hygiene_",
+    "nomade_slurm_reservation_",
+    "nomade_slurm_priority_",
+    "nomade_slurm_association_",
     "nomade_filesystem_",
     "nomade_quota_",
     "nomade_disk_",
