@@ -104,6 +104,20 @@ class Sampler(Generic[T]):
             return None
         return prev, cur
 
+    def fresh_pair(self) -> tuple[Snapshot[T], Snapshot[T], float] | None:
+        """``(previous, current, seconds between them)`` for derived figures, or None.
+
+        None before two snapshots exist, when the current one is older than three intervals plus a second
+        (the sampler stopped or its source is failing: an old interval must not pass as current), or when the
+        clock did not advance between them.
+        """
+        pair = self.pair(max_age=3 * self.interval + 1)
+        if pair is None:
+            return None
+        prev, cur = pair
+        dt = cur.taken_at - prev.taken_at
+        return (prev, cur, dt) if dt > 0 else None
+
     def start(self) -> None:
         """Take a first reading synchronously, then keep sampling in a daemon thread (idempotent)."""
         if self._thread is not None:

@@ -151,13 +151,10 @@ class CpuCollector(Collector):
 
     def _add_ratios(self, out: MetricSet) -> None:
         out.add("nomade_cpu_saturation_threshold_ratio", self.threshold)
-        pair = self.sampler.pair(max_age=3 * self.sampler.interval + 1)
-        if pair is None:
+        fresh = self.sampler.fresh_pair()
+        if fresh is None:
             return
-        prev, cur = pair
-        dt = cur.taken_at - prev.taken_at
-        if dt <= 0:
-            return
+        prev, cur, dt = fresh
         out.add("nomade_cpu_sample_interval_seconds", dt)
         (s0, psi0), (s1, psi1) = prev.value, cur.value
         all0, all1 = s0.cpu("all"), s1.cpu("all")

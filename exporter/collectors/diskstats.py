@@ -176,13 +176,10 @@ class DiskstatsCollector(Collector):
             out.add("nomade_disk_flush_time_seconds_total", (d.flush_time_ms or 0) * ms, device=dev)
 
     def _add_rates(self, out: MetricSet) -> None:
-        pair = self.sampler.pair(max_age=3 * self.sampler.interval + 1)
-        if pair is None:
+        fresh = self.sampler.fresh_pair()
+        if fresh is None:
             return
-        prev, cur = pair
-        dt = cur.taken_at - prev.taken_at
-        if dt <= 0:
-            return
+        prev, cur, dt = fresh
         out.add("nomade_disk_sample_interval_seconds", dt)
         (disks0, psi0), (disks1, psi1) = prev.value, cur.value
         for dev, d1 in disks1.items():

@@ -334,14 +334,11 @@ class MemoryCollector(Collector):
         self._add_rates(out)
 
     def _add_rates(self, out: MetricSet) -> None:
-        pair = self.sampler.pair(max_age=3 * self.sampler.interval + 1)
-        if pair is None:
+        fresh = self.sampler.fresh_pair()
+        if fresh is None:
             return
-        prev, cur = pair
+        prev, cur, dt = fresh
         (vm0, psi0), (vm1, psi1) = prev.value, cur.value
-        dt = cur.taken_at - prev.taken_at
-        if dt <= 0:
-            return
         out.add("nomade_memory_sample_interval_seconds", dt)
         rates: dict[str, tuple[str, float]] = {
             "nomade_memory_swap_in_bytes_per_second": ("pswpin", self.page_size),
