@@ -98,7 +98,7 @@ class MetricSet:
             raise ValueError(f"{name}: labels {sorted(labels)} != declared {sorted(names)}") from None
         return fam, key
 
-    def add(self, name: str, value: float | int | None, **labels: object) -> None:
+    def add(self, name: str, value: float | int | None, /, **labels: object) -> None:
         """Set one sample. ``None`` and NaN values are dropped (absent beats wrong).
 
         Adding the same label set twice keeps the last value for gauges and info metrics and sums for
@@ -137,12 +137,12 @@ class MetricSet:
             if value == value:  # not NaN
                 fam.samples[key] = float(value)
 
-    def info(self, name: str, **labels: object) -> None:
+    def info(self, name: str, /, **labels: object) -> None:
         """Set an info metric (value 1) with the given text labels."""
         self.add(name, 1.0, **labels)
 
     def histogram(
-        self, name: str, buckets: list[tuple[float, float]], total: float, count: float, **labels: object
+        self, name: str, buckets: list[tuple[float, float]], total: float, count: float, /, **labels: object
     ) -> None:
         """Set one histogram child.
 
@@ -157,7 +157,7 @@ class MetricSet:
         fam, key = self._family(name, labels)
         fam.histograms[key] = (buckets, total, count)
 
-    def value(self, name: str, **labels: object) -> float | None:
+    def value(self, name: str, /, **labels: object) -> float | None:
         """Return a sample previously added (for tests and for derived figures)."""
         fam, key = self._family(name, labels)
         return fam.samples.get(key)

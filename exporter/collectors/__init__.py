@@ -18,6 +18,12 @@ COLLECTOR_MODULES: tuple[str, ...] = (
     "diskstats",
     "cpu",
     "memory",
+    "gpu",
+    "slurm_scheduler",
+    "slurm_fairshare",
+    "slurm_priority",
+    "slurm_reservations",
+    "slurm_associations",
 )
 
 
