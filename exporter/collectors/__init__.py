@@ -24,6 +24,9 @@ COLLECTOR_MODULES: tuple[str, ...] = (
     "slurm_priority",
     "slurm_reservations",
     "slurm_associations",
+    "slurm_licenses",
+    "licenses",
+    "quota",
 )
 
 
