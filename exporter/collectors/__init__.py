@@ -27,6 +27,9 @@ COLLECTOR_MODULES: tuple[str, ...] = (
     "slurm_licenses",
     "licenses",
     "quota",
+    "job_usage",
+    "job_io",
+    "job_hygiene",
 )
 
 
