@@ -30,6 +30,9 @@ COLLECTOR_MODULES: tuple[str, ...] = (
     "job_usage",
     "job_io",
     "job_hygiene",
+    "nfs",
+    "node_health",
+    "reachability",
 )
 
 
