@@ -91,7 +91,9 @@ def _wanted(cls: type[Collector], cfg: ExporterConfig) -> bool:
     if cls.name in cfg.enabled:
         return cfg.enabled[cls.name]
     if not cls.default_enabled:
-        return False
+        # Collectors that need site knowledge (license servers, quota filesystems, probe targets) are off by
+        # default; giving them a [collector.<name>] section with settings switches them on.
+        return bool(cfg.collectors.get(cls.name))
     if cfg.mode == "all":
         return True
     if cfg.mode in ("node", "controller"):

@@ -61,3 +61,16 @@ def test_ipv6_listen_address():
     assert ExporterConfig(listen_address="[::1]:9866").host_port() == ("::1", 9866)
     with pytest.raises(ConfigError):
         ExporterConfig(listen_address="localhost").host_port()
+
+
+def test_a_configured_section_enables_an_off_by_default_collector(tmp_path):
+    from nomade.exporter.cli import _wanted
+    from nomade.exporter.collectors import collector_classes
+
+    classes = collector_classes()
+    assert not classes["licenses"].default_enabled
+    cfg = load_config(write(tmp_path, "[collector.licenses]\nper_user = true\n"))
+    assert _wanted(classes["licenses"], cfg)
+    assert not _wanted(classes["quota"], cfg)
+    cfg = load_config(write(tmp_path, "[collector.licenses]\nenabled = false\nper_user = true\n"))
+    assert not _wanted(classes["licenses"], cfg)
