@@ -22,6 +22,7 @@ one transaction: a failure leaves the file as it was before the call.
 
 from __future__ import annotations
 
+import bisect
 import json
 import logging
 import math
@@ -145,6 +146,8 @@ class AccountingStore:
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.executescript(_SCHEMA)
+            # This connection's scratch table of one poll's keys (record()); temporary tables are not in the file.
+            conn.execute("CREATE TEMP TABLE IF NOT EXISTS poll_keys (job_key TEXT PRIMARY KEY)")
             row = conn.execute("SELECT max(version) FROM schema_version").fetchone()
             version = row[0] if row else None
             if version is None:
@@ -159,47 +162,62 @@ class AccountingStore:
     def record(self, observations: Iterable[Observation], now: float, prune_before: float | None = None) -> int:
         """Count every observation whose key was not seen before, then prune old keys; one transaction.
 
+        The work is done in bulk (a temporary table of this poll's keys, ``executemany``, and the increments of
+        the new observations summed in memory, then one write per counter, histogram child and bucket), with
+        the same result as counting the observations one by one in order: sums are accumulated in observation
+        order starting from the stored value, so even floating-point rounding is the same.
+
         Args:
             observations: this poll's finished jobs.
-            now: poll time (Unix seconds), stored as ``last_seen``.
+            now: poll time (Unix seconds), stored as ``last_seen`` of every observed key.
             prune_before: forget keys whose end time and last sighting are both earlier than this.
 
         Returns:
-            The number of newly counted observations.
+            The number of newly counted observations (a key given twice counts once, with its first
+            observation).
 
         Raises:
             StoreError: when the write fails; nothing of this call is kept.
             ValueError: for a histogram name without declared buckets (nothing is kept either).
 
         """
+        obs = observations if isinstance(observations, list) else list(observations)
         with self._lock:
             cur = self._conn.cursor()
             try:
                 cur.execute("BEGIN IMMEDIATE")
-                new = 0
-                for ob in observations:
-                    if cur.execute("SELECT 1 FROM seen_jobs WHERE job_key = ?", (ob.key,)).fetchone():
-                        cur.execute("UPDATE seen_jobs SET last_seen = ? WHERE job_key = ?", (now, ob.key))
-                        continue
-                    cur.execute(
-                        "INSERT INTO seen_jobs (job_key, end_time, last_seen) VALUES (?, ?, ?)",
-                        (ob.key, ob.end_time, now),
+                cur.execute("DELETE FROM temp.poll_keys")
+                cur.executemany("INSERT OR IGNORE INTO temp.poll_keys (job_key) VALUES (?)", [(ob.key,) for ob in obs])
+                seen = {
+                    row[0]
+                    for row in cur.execute(
+                        "SELECT job_key FROM seen_jobs WHERE job_key IN (SELECT job_key FROM temp.poll_keys)"
                     )
-                    new += 1
-                    for name, labels, inc in ob.counters:
-                        cur.execute(
-                            "INSERT INTO counters (name, labels, value) VALUES (?, ?, ?) "
-                            "ON CONFLICT (name, labels) DO UPDATE SET value = value + excluded.value",
-                            (name, _lab(labels), float(inc)),
-                        )
-                    for name, labels, value in ob.samples:
-                        self._observe(cur, name, labels, value)
+                }
+                if seen:
+                    cur.execute(
+                        "UPDATE seen_jobs SET last_seen = ? WHERE job_key IN (SELECT job_key FROM temp.poll_keys)",
+                        (now,),
+                    )
+                new: list[Observation] = []
+                if len(seen) < len(obs):
+                    for ob in obs:
+                        if ob.key not in seen:
+                            seen.add(ob.key)  # a key given twice in one poll counts once
+                            new.append(ob)
+                if new:
+                    cur.executemany(
+                        "INSERT INTO seen_jobs (job_key, end_time, last_seen) VALUES (?, ?, ?)",
+                        [(ob.key, ob.end_time, now) for ob in new],
+                    )
+                    self._add(cur, new)
                 if prune_before is not None:
                     cur.execute(
                         "DELETE FROM seen_jobs WHERE end_time < ? AND last_seen < ?", (prune_before, prune_before)
                     )
+                cur.execute("DELETE FROM temp.poll_keys")
                 cur.execute("COMMIT")
-                return new
+                return len(new)
             except BaseException as exc:
                 if self._conn.in_transaction:
                     cur.execute("ROLLBACK")
@@ -207,24 +225,79 @@ class AccountingStore:
                     raise StoreError(f"writing {self.path}: {exc}") from exc
                 raise
 
-    def _observe(self, cur: sqlite3.Cursor, name: str, labels: Labels, value: float) -> None:
-        if name not in self.buckets:
-            raise ValueError(f"histogram {name} has no buckets declared")
-        value = float(value)
-        if not math.isfinite(value):
-            return
-        lab = _lab(labels)
-        for le in self.buckets[name]:
-            if value <= le:
-                cur.execute(
-                    "INSERT INTO histogram_buckets (name, labels, le, count) VALUES (?, ?, ?, 1) "
-                    "ON CONFLICT (name, labels, le) DO UPDATE SET count = count + 1",
-                    (name, lab, le),
-                )
-        cur.execute(
-            "INSERT INTO histogram_totals (name, labels, sum, count) VALUES (?, ?, ?, 1) "
-            "ON CONFLICT (name, labels) DO UPDATE SET sum = sum + excluded.sum, count = count + 1",
-            (name, lab, value),
+    def _add(self, cur: sqlite3.Cursor, new: list[Observation]) -> None:
+        """Add the counters and histogram samples of newly counted observations (inside the transaction).
+
+        Values are summed in observation order starting from the stored value, exactly as one ``value + inc``
+        update per observation would; then each touched row is written once.
+        """
+        labs: dict[Labels, str] = {}
+        counters: dict[tuple[str, str], float] = {}  # (name, labels) -> running value
+        counter_names: set[str] = set()
+        touched: set[tuple[str, str]] = set()  # counter rows this call changes
+        sums: dict[tuple[str, str], float] = {}  # (name, labels) -> running histogram sum
+        sum_names: set[str] = set()
+        counts: dict[tuple[str, str], int] = {}  # (name, labels) -> new observations
+        firsts: dict[tuple[str, str], list[int]] = {}  # (name, labels) -> new observations by first bound >= them
+        for ob in new:
+            for name, labels, inc in ob.counters:
+                if name not in counter_names:
+                    counter_names.add(name)
+                    for lab_text, value in cur.execute("SELECT labels, value FROM counters WHERE name = ?", (name,)):
+                        counters[(name, lab_text)] = value
+                lab = labs.get(labels)
+                if lab is None:
+                    lab = labs[labels] = _lab(labels)
+                key = (name, lab)
+                old = counters.get(key)
+                counters[key] = float(inc) if old is None else old + float(inc)
+                touched.add(key)
+            for name, labels, value in ob.samples:
+                bounds = self.buckets.get(name)
+                if bounds is None:
+                    raise ValueError(f"histogram {name} has no buckets declared")
+                value = float(value)
+                if not math.isfinite(value):
+                    continue
+                if name not in sum_names:
+                    sum_names.add(name)
+                    for lab_text, total in cur.execute(
+                        "SELECT labels, sum FROM histogram_totals WHERE name = ?", (name,)
+                    ):
+                        sums[(name, lab_text)] = total
+                lab = labs.get(labels)
+                if lab is None:
+                    lab = labs[labels] = _lab(labels)
+                key = (name, lab)
+                old = sums.get(key)
+                sums[key] = value if old is None else old + value
+                counts[key] = counts.get(key, 0) + 1
+                # value <= le exactly for the bounds from the first one >= value on (bounds are increasing).
+                first = firsts.get(key)
+                if first is None:
+                    first = firsts[key] = [0] * (len(bounds) + 1)
+                first[bisect.bisect_left(bounds, value)] += 1
+        buckets: list[tuple[str, str, float, int]] = []  # (name, labels, le, new observations <= le)
+        for (name, lab), first in firsts.items():
+            below = 0
+            for le, n in zip(self.buckets[name], first, strict=False):
+                below += n
+                if below:  # a bucket row exists once some observation fell at or below it
+                    buckets.append((name, lab, le, below))
+        cur.executemany(
+            "INSERT INTO counters (name, labels, value) VALUES (?, ?, ?) "
+            "ON CONFLICT (name, labels) DO UPDATE SET value = excluded.value",
+            [(name, lab, value) for (name, lab), value in counters.items() if (name, lab) in touched],
+        )
+        cur.executemany(
+            "INSERT INTO histogram_buckets (name, labels, le, count) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (name, labels, le) DO UPDATE SET count = count + excluded.count",
+            buckets,
+        )
+        cur.executemany(
+            "INSERT INTO histogram_totals (name, labels, sum, count) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (name, labels) DO UPDATE SET sum = excluded.sum, count = count + excluded.count",
+            [(name, lab, total, counts[(name, lab)]) for (name, lab), total in sums.items() if (name, lab) in counts],
         )
 
     def counters(self, name: str) -> dict[Labels, float]:

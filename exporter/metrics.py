@@ -120,7 +120,7 @@ class MetricSet:
 
         Args:
             name: a declared gauge or info metric.
-            samples: ``{label values in declared order: value}``; NaN values are dropped.
+            samples: ``{label values in declared order: value}``; None and NaN values are dropped.
 
         Raises:
             KeyError: undeclared name.
@@ -134,7 +134,7 @@ class MetricSet:
         for key, value in samples.items():
             if len(key) != width:
                 raise ValueError(f"{name}: key {key!r} does not match labels {fam.spec.labels}")
-            if value == value:  # not NaN
+            if value is not None and value == value:  # absent: None or NaN
                 fam.samples[key] = float(value)
 
     def info(self, name: str, /, **labels: object) -> None:

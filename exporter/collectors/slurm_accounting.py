@@ -36,14 +36,18 @@ each histogram (bucket count + 2) series per partition. Per job: 1 info + 16 gau
 
 from __future__ import annotations
 
+import bisect
+import dataclasses
+import heapq
 import math
 import shutil
 from typing import ClassVar
 
-from ..accounting_store import AccountingStore, Observation, StoreError, labels_of
+from ..accounting_store import AccountingStore, Labels, Observation, StoreError, labels_of
 from ..metrics import MetricSet, MetricSpec
 from ..parsers.sacct import SACCT_DELIMITER, SACCT_FIELDS, SacctJob, parse_sacct
 from ..parsers.slurm_outcome import STATE_CODES, TERMINAL_STATES
+from ..parsers.slurm_units import gc_paused
 from ..runner import CommandResult
 from .base import Collector, CollectorContext, CollectorError
 
@@ -98,25 +102,26 @@ _PER_JOB: tuple[tuple[str, str, str], ...] = (
 )
 
 
-def _per_job_values(j: SacctJob) -> dict[str, float | int | None]:
-    return {
-        "nomade_slurm_job_requested_cpus": j.req_cpus,
-        "nomade_slurm_job_allocated_cpus": j.alloc_cpus,
-        "nomade_slurm_job_requested_memory_bytes": j.requested_memory_bytes,
-        "nomade_slurm_job_max_rss_bytes": j.max_rss_bytes,
-        "nomade_slurm_job_requested_gpus": j.requested_gpus,
-        "nomade_slurm_job_timelimit_seconds": j.timelimit_seconds,
-        "nomade_slurm_job_elapsed_seconds": j.elapsed_seconds,
-        "nomade_slurm_job_cpu_seconds": j.total_cpu_seconds,
-        "nomade_slurm_job_nodes": j.nnodes,
-        "nomade_slurm_job_exit_code": j.exit_code,
-        "nomade_slurm_job_exit_signal": j.exit_signal,
-        "nomade_slurm_job_submit_timestamp_seconds": j.submit,
-        "nomade_slurm_job_start_timestamp_seconds": j.start,
-        "nomade_slurm_job_end_timestamp_seconds": j.end,
-        "nomade_slurm_job_cpu_utilization_ratio": j.cpu_efficiency,
-        "nomade_slurm_job_memory_utilization_ratio": j.memory_efficiency,
-    }
+def _per_job_values(j: SacctJob, cpu_eff: float | None, mem_eff: float | None) -> tuple[float | int | None, ...]:
+    """The per-job gauge values of ``j`` in :data:`_PER_JOB` order (``cpu_eff``/``mem_eff``: its efficiencies)."""
+    return (
+        j.req_cpus,
+        j.alloc_cpus,
+        j.requested_memory_bytes,
+        j.max_rss_bytes,
+        j.requested_gpus,
+        j.timelimit_seconds,
+        j.elapsed_seconds,
+        j.total_cpu_seconds,
+        j.nnodes,
+        j.exit_code,
+        j.exit_signal,
+        j.submit,
+        j.start,
+        j.end,
+        cpu_eff,
+        mem_eff,
+    )
 
 
 def dedup_key(job: SacctJob) -> str:
@@ -129,6 +134,130 @@ def dedup_key(job: SacctJob) -> str:
     if job.submit is None:
         return job.job_id_raw
     return f"{job.job_id_raw}@{int(job.submit)}"
+
+
+class _JobSeries:
+    """What one job contributes to the per-job families: its end, info labels and gauge values."""
+
+    __slots__ = ("end", "index", "info", "job_id", "values")
+
+    def __init__(self, index: int, job: SacctJob, cls: str, cpu_eff: float | None, mem_eff: float | None) -> None:
+        self.index = index  # position among the terminal jobs (input order breaks ties of the end time)
+        self.end = job.end
+        self.job_id = (job.job_id,)
+        self.info = (
+            self.job_id[0],
+            job.name or "",
+            job.user or "",
+            job.account or "",
+            job.partition or "",
+            (job.state or "").lower(),
+            cls,
+            job.nodelist or "",
+        )
+        self.values = _per_job_values(job, cpu_eff, mem_eff)
+
+
+class _Prepared:
+    """Everything :meth:`SlurmAccountingCollector.collect` derives from one sacct output.
+
+    Built once per :class:`CommandResult`; a scrape that gets the cached result only applies the scrape time
+    (the horizon, the window and the place of jobs without an end time). Holds no :class:`SacctJob`: the
+    observations of the terminal jobs (in sacct order), their sorted end times, and the per-job series of the
+    jobs that can ever be exported from this output: the ``max_jobs`` most recently ended ones and those
+    without an end time (which sort as "now").
+    """
+
+    def __init__(self, result: CommandResult, jobs: list[SacctJob], max_jobs: int) -> None:
+        self.result = result
+        terminal = [j for j in jobs if j.state in _TERMINAL_LONG]
+        known = [i for i, j in enumerate(terminal) if j.end is not None]
+        end_of = [j.end for j in terminal]
+        # The known-end jobs in the order collect() exports them: most recent end first, sacct order among equal
+        # ends (nlargest is documented equal to a stable descending sort). Only the first max_jobs can be kept.
+        top = heapq.nlargest(max_jobs, known, key=end_of.__getitem__) if max_jobs else []
+        wanted = set(top)
+        self.obs: list[Observation] = []
+        self.no_end: list[int] = []  # positions in obs of the jobs without an end time
+        series: dict[int, _JobSeries] = {}
+        counter_labels: dict[tuple[str, str, str], Labels] = {}
+        part_labels: dict[str, Labels] = {}
+        for i, j in enumerate(terminal):
+            part = j.partition or ""
+            state = (j.state or "").lower()
+            cls = j.failure_class
+            cpu_eff, mem_eff = j.cpu_efficiency, j.memory_efficiency
+            clab = counter_labels.get((part, state, cls))
+            if clab is None:
+                clab = counter_labels[(part, state, cls)] = labels_of(partition=part, state=state, failure_class=cls)
+            samples = []
+            for hist, value in ((CPU_EFF, cpu_eff), (MEM_EFF, mem_eff)):
+                if value is not None and math.isfinite(value):
+                    plab = part_labels.get(part)
+                    if plab is None:
+                        plab = part_labels[part] = labels_of(partition=part)
+                    samples.append((hist, plab, value))
+            self.obs.append(
+                Observation(
+                    key=dedup_key(j),
+                    end_time=j.end if j.end is not None else math.nan,  # no end: the poll time, set per scrape
+                    counters=((FINISHED, clab, 1.0),),
+                    samples=tuple(samples),
+                )
+            )
+            if j.end is None:
+                self.no_end.append(i)
+            if (i in wanted or j.end is None) and max_jobs:
+                series[i] = _JobSeries(i, j, cls, cpu_eff, mem_eff)
+        self.ends_sorted = sorted(end_of[i] for i in known)
+        self.min_end = self.ends_sorted[0] if self.ends_sorted else math.inf
+        self.series_top = [series[i] for i in top]
+        self.series_no_end = [series[i] for i in self.no_end if i in series]
+        self._cache: tuple[int, dict[str, dict[tuple[str, ...], float]]] | None = None
+
+    def observations(self, now: float, horizon: float) -> list[Observation]:
+        """Observations for one scrape: jobs that ended before ``horizon`` left out, those without an end at ``now``."""
+        if not self.no_end and self.min_end >= horizon:
+            return self.obs
+        no_end = set(self.no_end)
+        out = []
+        for i, ob in enumerate(self.obs):
+            if i in no_end:
+                out.append(dataclasses.replace(ob, end_time=now))
+            elif ob.end_time >= horizon:
+                out.append(ob)
+        return out
+
+    def window_size(self, window_start: float) -> int:
+        """Terminal jobs that ended at or after ``window_start`` or have no end time."""
+        return len(self.no_end) + len(self.ends_sorted) - bisect.bisect_left(self.ends_sorted, window_start)
+
+    def per_job_samples(self, now: float, window_start: float, kept: int) -> dict[str, dict[tuple[str, ...], float]]:
+        """The per-job families of the ``kept`` most recently ended jobs of the window, ready for ``extend``.
+
+        A job without an end time sorts as ``now`` (it has just been recorded as terminal); equal ends keep
+        sacct order. Cached while ``kept`` stays the same and no job lacks an end time.
+        """
+        if not self.series_no_end:
+            if self._cache is not None and self._cache[0] == kept:
+                return self._cache[1]
+            entries = self.series_top[:kept]  # the window is a prefix of this order
+        else:
+            cand = [e for e in self.series_top if e.end >= window_start] + self.series_no_end
+            cand.sort(key=lambda e: e.index)
+            cand.sort(key=lambda e: e.end if e.end is not None else now, reverse=True)
+            entries = cand[:kept]
+        info: dict[tuple[str, ...], float] = {}
+        gauges: list[dict[tuple[str, ...], float]] = [{} for _ in _PER_JOB]
+        for e in entries:
+            info[e.info] = 1.0
+            for samples, v in zip(gauges, e.values, strict=True):
+                if v is not None and v == v:  # MetricSet.add drops None and NaN
+                    samples[e.job_id] = float(v)
+        fams = {"nomade_slurm_job_info": info, **{n: g for (n, _, _), g in zip(_PER_JOB, gauges, strict=True)}}
+        if not self.series_no_end:
+            self._cache = (kept, fams)
+        return fams
 
 
 class SlurmAccountingCollector(Collector):
@@ -201,7 +330,7 @@ class SlurmAccountingCollector(Collector):
         if self.lookback <= 0 or self.max_jobs < 0:
             raise ValueError("slurm_accounting: lookback must be > 0 and max_jobs >= 0")
         self._store: AccountingStore | None = None
-        self._last: tuple[CommandResult, list[SacctJob]] | None = None
+        self._last: _Prepared | None = None
 
     @classmethod
     def available(cls) -> bool:
@@ -234,44 +363,35 @@ class SlurmAccountingCollector(Collector):
                 raise CollectorError(str(exc)) from exc
         return self._store
 
-    def _jobs(self) -> list[SacctJob]:
+    def _prepared(self) -> _Prepared:
+        """The state derived from the current sacct output, rebuilt only when the runner gave a new result.
+
+        The runner returns the same :class:`CommandResult` object while its cache is valid, so a scrape within
+        ``interval`` reuses everything derived from it (parse issues were counted when it was parsed).
+        """
         result = self.ctx.runner.run(self.argv(), timeout=self.timeout, ttl=self.interval)
-        if self._last is not None and self._last[0] is result:
-            return self._last[1]  # cached output: already parsed, its issues already counted
-        parsed = parse_sacct(result.stdout, fields=SACCT_FIELDS, delimiter=SACCT_DELIMITER)
-        self.count_parse_errors(len(parsed.issues))
-        self._last = (result, parsed.records)
-        return parsed.records
+        if self._last is not None and self._last.result is result:
+            return self._last
+        self._last = None  # let the previous state go before building the next one
+        # One garbage-collector pause over parsing, deriving and freeing the records (see gc_paused): only
+        # the derived state survives it, so the collector's first pass afterwards scans just that.
+        with gc_paused():
+            parsed = parse_sacct(result.stdout, fields=SACCT_FIELDS, delimiter=SACCT_DELIMITER)
+            self.count_parse_errors(len(parsed.issues))
+            prep = _Prepared(result, parsed.records, self.max_jobs if self.per_job else 0)
+            del parsed
+        self._last = prep
+        return prep
 
     def collect(self, out: MetricSet) -> None:
         """Poll sacct, count newly finished jobs in the store, expose totals and per-job series."""
-        jobs = [j for j in self._jobs() if j.state in _TERMINAL_LONG]
+        prep = self._prepared()
         now = float(self.ctx.clock())
         horizon = now - 2 * self.lookback
         window_start = now - self.lookback
         store = self.store()
-        observations = []
-        for j in jobs:
-            if j.end is not None and j.end < horizon:
-                continue
-            part = j.partition or ""
-            cls = j.failure_class
-            samples = []
-            for hist, value in ((CPU_EFF, j.cpu_efficiency), (MEM_EFF, j.memory_efficiency)):
-                if value is not None and math.isfinite(value):
-                    samples.append((hist, labels_of(partition=part), value))
-            observations.append(
-                Observation(
-                    key=dedup_key(j),
-                    end_time=j.end if j.end is not None else now,
-                    counters=(
-                        (FINISHED, labels_of(partition=part, state=(j.state or "").lower(), failure_class=cls), 1.0),
-                    ),
-                    samples=tuple(samples),
-                )
-            )
         try:
-            store.record(observations, now=now, prune_before=horizon)
+            store.record(prep.observations(now, horizon), now=now, prune_before=horizon)
             counters = store.counters(FINISHED)
             hists = {h: store.histograms(h) for h in (CPU_EFF, MEM_EFF)}
         except StoreError as exc:
@@ -282,29 +402,15 @@ class SlurmAccountingCollector(Collector):
             for labels, (buckets, total, count) in children.items():
                 out.histogram(h, buckets, total, count, **dict(labels))
 
-        window = [j for j in jobs if j.end is None or j.end >= window_start]
-        out.add("nomade_slurm_accounting_window_jobs", len(window))
+        window = prep.window_size(window_start)
+        out.add("nomade_slurm_accounting_window_jobs", window)
         out.add("nomade_slurm_accounting_window_seconds", self.lookback)
         if not self.per_job:
             return
-        # Most recent first; an unknown end sorts as "now" (the job has just been recorded as terminal).
-        window.sort(key=lambda j: j.end if j.end is not None else now, reverse=True)
-        kept = window[: self.max_jobs]
-        out.add("nomade_slurm_accounting_window_jobs_dropped", len(window) - len(kept))
-        for j in kept:
-            out.info(
-                "nomade_slurm_job_info",
-                job_id=j.job_id,
-                job_name=j.name or "",
-                user=j.user or "",
-                account=j.account or "",
-                partition=j.partition or "",
-                state=(j.state or "").lower(),
-                failure_class=j.failure_class,
-                nodelist=j.nodelist or "",
-            )
-            for name, value in _per_job_values(j).items():
-                out.add(name, value, job_id=j.job_id)
+        kept = min(window, self.max_jobs)
+        out.add("nomade_slurm_accounting_window_jobs_dropped", window - kept)
+        for name, samples in prep.per_job_samples(now, window_start, kept).items():
+            out.extend(name, samples)
 
     def close(self) -> None:
         """Close the state store."""

@@ -140,22 +140,32 @@ def fill(out: MetricSet, jobs: list[QueueJob], now: float, quantiles: list[float
     seen: set[tuple[str, str]] = set()
     partitions: set[str] = set()
     for job in jobs:
-        cluster[job.state][job.job_id] = job.tasks
+        state, job_id, tasks = job.state, job.job_id, job.tasks
+        cluster[state][job_id] = tasks
+        # The per-task values times the task count, as _times() computes them, once per line.
+        cpus = None if job.cpus is None or tasks is None else float(job.cpus) * tasks
+        nodes = None if job.nodes is None or tasks is None else float(job.nodes) * tasks
+        gpus = None if job.gpus is None or tasks is None else float(job.gpus) * tasks
         for part in job.partitions:
-            if (job.job_id, part) in seen:  # squeue -P copies, or a partition listed twice
+            if (job_id, part) in seen:  # squeue -P copies, or a partition listed twice
                 continue
-            seen.add((job.job_id, part))
+            seen.add((job_id, part))
             partitions.add(part)
-            key = (part, job.state)
-            _sum(jobs_by, key, job.tasks)
-            _sum(cpus_by, key, _times(job.cpus, job.tasks))
-            _sum(nodes_by, key, _times(job.nodes, job.tasks))
-            _sum(gpus_by, key, _times(job.gpus, job.tasks))
+            key = (part, state)
+            # _sum() inlined (this loop runs once per queued job): a None poisons the key.
+            acc = jobs_by.get(key, 0.0)
+            jobs_by[key] = None if tasks is None or acc is None else acc + tasks
+            acc = cpus_by.get(key, 0.0)
+            cpus_by[key] = None if cpus is None or acc is None else acc + cpus
+            acc = nodes_by.get(key, 0.0)
+            nodes_by[key] = None if nodes is None or acc is None else acc + nodes
+            acc = gpus_by.get(key, 0.0)
+            gpus_by[key] = None if gpus is None or acc is None else acc + gpus
             if job.array_job_id is not None:
                 arrays[key].add(job.array_job_id)
-            if job.state != "pending":
+            if state != "pending":
                 continue
-            _sum(reasons, (part, job.reason or "None"), job.tasks)
+            _sum(reasons, (part, job.reason or "None"), tasks)
             if job.submit_time is not None:
                 oldest[part] = min(oldest.get(part, math.inf), job.submit_time)
             # A future EligibleTime (--begin) means "not eligible yet": not part of the wait distribution.

@@ -30,15 +30,13 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any
 
-from .common import ParseResult
+from .common import ParseIssue, ParseResult
 from .slurm_outcome import classify, parse_exit_code, parse_state
-from .slurm_units import is_null, parse_duration, parse_size, parse_timestamp, parse_tres
-
-T = TypeVar("T")
+from .slurm_units import gc_paused, is_null, parse_duration, parse_size, parse_timestamp, parse_tres, per_parse_cache
 
 #: The columns the accounting collector asks for, ``JobName`` last (see module docstring).
 SACCT_FIELDS: tuple[str, ...] = (
@@ -287,13 +285,63 @@ def _is_header(tokens: list[str]) -> bool:
 _JOB_KEY = re.compile(r"^\d+(?:[_+][^.\s]*)?(?:\.\S+)?$")
 
 
+#: Characters per block when the text is split into lines: lines are produced block by block so that the whole
+#: output is never held twice (once as text, once as a list of lines).
+_BLOCK_CHARS = 1 << 20
+
+
+def _blocks(text: str) -> Iterator[str]:
+    """Consecutive pieces of ``text`` that end at a newline (the newline itself dropped), about 1 MiB each."""
+    pos, n = 0, len(text)
+    while pos < n:
+        end = text.find("\n", pos + _BLOCK_CHARS)
+        if end < 0:
+            yield text[pos:]
+            return
+        yield text[pos:end]
+        pos = end + 1
+
+
+_memo = per_parse_cache
+
+
+def _memo_tres() -> Callable[[str], dict[str, float]]:
+    """:func:`parse_tres` with a per-parse cache; every call returns a fresh dict (records never share one)."""
+    cache: dict[str, dict[str, float]] = {}
+    get = cache.get
+
+    def conv(raw: str) -> dict[str, float]:
+        v = get(raw)
+        if v is None:
+            v = cache[raw] = parse_tres(raw)
+        return dict(v)
+
+    return conv
+
+
+def _none(raw: str) -> None:
+    """Converter of a column the output does not have."""
+    return None
+
+
 def _parse_parsable(text: str, fields: Sequence[str] | None, delimiter: str | None) -> ParseResult[SacctJob]:
     res: ParseResult[SacctJob] = ParseResult()
-    lines = [ln.rstrip("\r") for ln in text.split("\n")]
-    first_idx = next((i for i, ln in enumerate(lines) if ln.strip()), None)
-    if first_idx is None:
+    blocks = _blocks(text)
+    lines: list[str] = []
+    pos = 0  # index in ``lines`` of the next line to read
+    line_no = 0  # 1-based number of the line last read
+    first: str | None = None
+    for block in blocks:
+        lines = block.split("\n")
+        for pos, ln in enumerate(lines, 1):  # noqa: B007 - pos is used after the loop
+            line_no += 1
+            if ln and not ln.isspace():  # ``ln.strip()`` is empty exactly for "" and all-whitespace lines
+                first = ln.rstrip("\r")
+                break
+        if first is not None:
+            break
+    if first is None:
         return res
-    first = lines[first_idx]
     if delimiter is None:
         delimiter = next((d for d in DELIMITERS if d in first), None)
         if delimiter is None and fields is not None and len(fields) == 1:
@@ -304,10 +352,9 @@ def _parse_parsable(text: str, fields: Sequence[str] | None, delimiter: str | No
     head = first.split(delimiter)
     if head and head[-1] == "":
         head = head[:-1]
-    start = first_idx
-    if _is_header(head):
+    header = _is_header(head)
+    if header:
         cols = [_canon(t) for t in head]
-        start = first_idx + 1
     elif fields is not None:
         cols = [_canon(f) for f in fields]
     else:
@@ -316,22 +363,14 @@ def _parse_parsable(text: str, fields: Sequence[str] | None, delimiter: str | No
     if "jobidraw" not in cols and "jobid" not in cols:
         res.skip(0, "sacct output lacks JobID and JobIDRaw", first)
         return res
-    n = len(cols)
-    rows: list[tuple[int, dict[str, str]]] = []
-    for idx in range(start, len(lines)):
-        line = lines[idx]
-        if not line.strip():
-            continue
-        parts = line.split(delimiter)
-        if len(parts) == n + 1 and parts[-1] == "":
-            parts.pop()  # --parsable: trailing delimiter
-        if len(parts) > n and cols[-1] == "jobname":
-            parts = parts[: n - 1] + [delimiter.join(parts[n - 1 :])]
-        if len(parts) != n:
-            res.skip(idx + 1, f"expected {n} fields, got {len(parts)}", line)
-            continue
-        rows.append((idx + 1, dict(zip(cols, parts, strict=True))))
-    _build_jobs(rows, res)
+    builder = _Builder(cols, delimiter, res)
+    with gc_paused():
+        if not header:
+            builder.feed([first], line_no)
+        line_no = builder.feed(lines[pos:], line_no + 1)
+        for block in blocks:
+            line_no = builder.feed(block.split("\n"), line_no)
+        builder.finish()
     return res
 
 
@@ -354,6 +393,11 @@ def _count(raw: str) -> int | None:
 
 
 def _bytes(raw: str) -> float | None:
+    if raw.isascii():  # the usual MaxRSS "123456K" / "0": parse_size's fast paths, without the tuple
+        if raw.isdigit():
+            return float(raw)
+        if raw[-1:] in _SIZE_UNITS and raw[:-1].isdigit():
+            return float(raw[:-1]) * _SIZE_UNITS[raw[-1]]
     size = parse_size(raw)
     if size is None:
         return None
@@ -362,93 +406,210 @@ def _bytes(raw: str) -> float | None:
     return size[0]
 
 
+_SIZE_UNITS = {"K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4, "P": 1024**5}
+
+
 def _reqmem(raw: str) -> tuple[float, str] | None:
     return parse_size(raw, "M")
 
 
-class _Fields:
-    """Field access for one line that turns parse failures into counted issues."""
+class _Builder:
+    """Turns the lines of one parsable sacct output into :class:`SacctJob` records as they arrive.
 
-    def __init__(self, row: dict[str, str], line_no: int, res: ParseResult[SacctJob]) -> None:
-        self.row, self.line_no, self.res = row, line_no, res
+    Semantics (the module docstring): records keyed by ``JobIDRaw`` (``JobID`` without it), the last allocation
+    line of a key wins and keeps its place in input order, every step line of a key belongs to that last
+    allocation line wherever it appears, and step lines whose job never appears are reported at the end, in
+    the order their keys first appeared. A field that does not parse is ``None`` plus one issue
+    ``"<column>: <reason>"``, in the order of the record's attributes. Issue order is that of the former
+    two-pass parser: wrong field counts first, then bad ids and fields in line order, then orphaned steps.
 
-    def get(self, name: str, fn: Callable[[str], T]) -> T | None:
-        raw = self.row.get(name)
-        if raw is None:
-            return None
-        try:
-            return fn(raw)
-        except (ValueError, OverflowError) as exc:
-            self.res.skip(self.line_no, f"{name}: {exc}", raw)
-            return None
+    Speed: columns are resolved to positions once; field converters are cached per parse for columns with few
+    distinct values (states, exit codes, counts, TRES, memory requests, limits, times), and a line is converted
+    without any per-field exception handling; only a line whose conversion raises is converted again field by
+    field to record which fields failed (the converters are pure, so the retry sees the same values).
+    """
 
+    def __init__(self, cols: list[str], delimiter: str, res: ParseResult[SacctJob]) -> None:
+        self.res = res
+        self.delimiter = delimiter
+        self.n = len(cols)
+        self.jobname_last = cols[-1] == "jobname"
+        # dict(zip(cols, parts)) semantics: a repeated column name takes the LAST position.
+        self.index = idx = {c: i for i, c in enumerate(cols)}
+        ts = _memo(parse_timestamp)
+        exit_code = _memo(parse_exit_code)
+        count = _memo(_count)
+        memo_text = _memo(_text)
+        duration = _memo(parse_duration)
+        # In the order the attributes of a job are read, which is the order of its field issues.
+        self.conv: dict[str, Callable[[str], Any]] = {
+            "state": _memo(parse_state),
+            "exitcode": exit_code,
+            "derivedexitcode": exit_code,
+            "jobname": _text,
+            "user": memo_text,
+            "account": memo_text,
+            "partition": memo_text,
+            "submit": ts,
+            "start": ts,
+            "end": ts,
+            "elapsed": duration,
+            "timelimit": duration,
+            "totalcpu": parse_duration,  # many distinct values (milliseconds under an hour): not cached
+            "alloccpus": count,
+            "reqcpus": count,
+            "reqmem": _memo(_reqmem),
+            "maxrss": _bytes,
+            "alloctres": _memo_tres(),
+            "reqtres": _memo_tres(),
+            "nnodes": count,
+            "nodelist": _text,
+        }
+        # (position, converter) per attribute; a missing column reads position 0 through a converter giving None.
+        self.cols = {name: (idx[name], fn) if name in idx else (0, _none) for name, fn in self.conv.items()}
+        self.i_raw = idx.get("jobidraw")
+        self.i_id = idx.get("jobid")
+        self.jobs: dict[str, SacctJob] = {}
+        self.shape_issues: list[ParseIssue] = []
+        # Step lines of keys without an allocation line so far: key -> [(line number, step)].
+        self.pending: dict[str, list[tuple[int, SacctStep]]] = {}
+        self.match_key = _JOB_KEY.match
 
-def _build_jobs(rows: list[tuple[int, dict[str, str]]], res: ParseResult[SacctJob]) -> None:
-    jobs: dict[str, SacctJob] = {}
-    steps: dict[str, list[tuple[int, SacctStep]]] = {}
-    for line_no, row in rows:
-        key = (row.get("jobidraw") or "").strip() or (row.get("jobid") or "").strip()
-        if not _JOB_KEY.match(key):
-            res.skip(line_no, f"bad job id {key!r}", key)
-            continue
-        base, dot, step_id = key.partition(".")
-        f = _Fields(row, line_no, res)
-        st = f.get("state", parse_state)
-        ec = f.get("exitcode", parse_exit_code)
-        if dot:
-            steps.setdefault(base, []).append(
-                (
-                    line_no,
-                    SacctStep(
-                        step_id=step_id,
-                        state=st[0] if st else None,
-                        exit_code=ec[0] if ec else None,
-                        exit_signal=ec[1] if ec else None,
-                        max_rss_bytes=f.get("maxrss", _bytes),
-                        total_cpu_seconds=f.get("totalcpu", parse_duration),
-                    ),
-                )
+    def feed(self, lines: list[str], first_no: int) -> int:
+        """Add consecutive lines of the output, the first being line ``first_no`` (1-based).
+
+        Blank lines are skipped. Returns the number of the line after them.
+        """
+        n, delimiter, res = self.n, self.delimiter, self.res
+        i_raw, i_id = self.i_raw, self.i_id
+        jobs, pending, match_key = self.jobs, self.pending, self.match_key
+        (i_st, f_st), (i_ec, f_ec), (i_rss, f_rss), (i_cpu, f_cpu) = (
+            self.cols[k] for k in ("state", "exitcode", "maxrss", "totalcpu")
+        )
+        job_cols = tuple(self.cols.values())
+        line_no = first_no - 1
+        for line in lines:
+            line_no += 1
+            if not line or line.isspace():  # ``line.strip()`` is empty exactly then
+                continue
+            if line[-1] == "\r":
+                line = line.rstrip("\r")
+            parts = line.split(delimiter)
+            if len(parts) != n:
+                parts = self._fit(parts, line_no, line)
+                if parts is None:
+                    continue
+            key = (parts[i_raw].strip() if i_raw is not None else "") or (
+                parts[i_id].strip() if i_id is not None else ""
             )
-            continue
-        dec = f.get("derivedexitcode", parse_exit_code)
-        job_id = (row.get("jobid") or "").strip() or base
-        jobs.pop(base, None)  # keep input order of the last duplicate
-        jobs[base] = SacctJob(
+            if not match_key(key):
+                res.skip(line_no, f"bad job id {key!r}", key)
+                continue
+            base, dot, step_id = key.partition(".")
+            if dot:
+                try:
+                    st, ec, rss, cpu = f_st(parts[i_st]), f_ec(parts[i_ec]), f_rss(parts[i_rss]), f_cpu(parts[i_cpu])
+                except (ValueError, OverflowError):
+                    get = self._checked(parts, line_no)
+                    st, ec, rss, cpu = get("state"), get("exitcode"), get("maxrss"), get("totalcpu")
+                step = SacctStep(
+                    step_id=step_id,
+                    state=st[0] if st else None,
+                    exit_code=ec[0] if ec else None,
+                    exit_signal=ec[1] if ec else None,
+                    max_rss_bytes=rss,
+                    total_cpu_seconds=cpu,
+                )
+                job = jobs.get(base)
+                if job is not None:
+                    job.steps.append(step)
+                else:
+                    pending.setdefault(base, []).append((line_no, step))
+                continue
+            try:
+                v = [f(parts[i]) for i, f in job_cols]
+            except (ValueError, OverflowError):
+                get = self._checked(parts, line_no)
+                v = [get(name) for name in self.cols]
+            self._add_job(base, (parts[i_id].strip() if i_id is not None else "") or base, v)
+        return line_no + 1
+
+    def _fit(self, parts: list[str], line_no: int, line: str) -> list[str] | None:
+        """Fix a line with the wrong field count, or count it as an issue (``None``)."""
+        n = self.n
+        if len(parts) == n + 1 and parts[-1] == "":
+            parts.pop()  # --parsable: trailing delimiter
+        if len(parts) > n and self.jobname_last:
+            parts = parts[: n - 1] + [self.delimiter.join(parts[n - 1 :])]
+        if len(parts) != n:
+            self.shape_issues.append(ParseIssue.at(line_no, f"expected {n} fields, got {len(parts)}", line))
+            return None
+        return parts
+
+    def _add_job(self, base: str, job_id: str, v: list[Any]) -> None:
+        (st, ec, dec, name, user, account, partition, submit, start, end, elapsed, timelimit, cpu, alloc_cpus,
+         req_cpus, req_mem, rss, alloc_tres, req_tres, nnodes, nodelist) = v  # fmt: skip
+        old = self.jobs.pop(base, None)  # keep input order of the last duplicate
+        if old is not None:
+            steps = old.steps  # every step of the key belongs to its last allocation line
+        else:
+            waiting = self.pending.pop(base, None)
+            steps = [s for _, s in waiting] if waiting else []
+        self.jobs[base] = SacctJob(
             job_id=job_id,
             job_id_raw=base,
-            name=f.get("jobname", _text),
-            user=f.get("user", _text),
-            account=f.get("account", _text),
-            partition=f.get("partition", _text),
+            name=name,
+            user=user,
+            account=account,
+            partition=partition,
             state=st[0] if st else None,
             cancelled_by=st[1] if st else None,
             exit_code=ec[0] if ec else None,
             exit_signal=ec[1] if ec else None,
             derived_exit_code=dec[0] if dec else None,
             derived_exit_signal=dec[1] if dec else None,
-            submit=f.get("submit", parse_timestamp),
-            start=f.get("start", parse_timestamp),
-            end=f.get("end", parse_timestamp),
-            elapsed_seconds=f.get("elapsed", parse_duration),
-            timelimit_seconds=f.get("timelimit", parse_duration),
-            total_cpu_seconds=f.get("totalcpu", parse_duration),
-            alloc_cpus=f.get("alloccpus", _count),
-            req_cpus=f.get("reqcpus", _count),
-            req_mem=f.get("reqmem", _reqmem),
-            own_max_rss_bytes=f.get("maxrss", _bytes),
-            alloc_tres=f.get("alloctres", parse_tres) or {},
-            req_tres=f.get("reqtres", parse_tres) or {},
-            nnodes=f.get("nnodes", _count),
-            nodelist=f.get("nodelist", _text),
+            submit=submit,
+            start=start,
+            end=end,
+            elapsed_seconds=elapsed,
+            timelimit_seconds=timelimit,
+            total_cpu_seconds=cpu,
+            alloc_cpus=alloc_cpus,
+            req_cpus=req_cpus,
+            req_mem=req_mem,
+            own_max_rss_bytes=rss,
+            alloc_tres=alloc_tres or {},
+            req_tres=req_tres or {},
+            nnodes=nnodes,
+            nodelist=nodelist,
+            steps=steps,
         )
-    for base, items in steps.items():
-        job = jobs.get(base)
-        if job is None:
+
+    def _checked(self, parts: list[str], line_no: int) -> Callable[[str], Any]:
+        """Field getter that turns a conversion error into an issue ``"<column>: <reason>"`` and ``None``."""
+
+        def get(name: str) -> Any:
+            i = self.index.get(name)
+            if i is None:
+                return None
+            raw = parts[i]
+            try:
+                return self.conv[name](raw)
+            except (ValueError, OverflowError) as exc:
+                self.res.skip(line_no, f"{name}: {exc}", raw)
+                return None
+
+        return get
+
+    def finish(self) -> None:
+        """Report step lines whose job never appeared and hand the records over, in input order."""
+        for base, items in self.pending.items():
             for line_no, step in items:
-                res.skip(line_no, "step line without its job's allocation line", f"{base}.{step.step_id}")
-            continue
-        job.steps.extend(step for _, step in items)
-    res.records.extend(jobs.values())
+                self.res.skip(line_no, "step line without its job's allocation line", f"{base}.{step.step_id}")
+        self.res.records.extend(self.jobs.values())
+        # Lines with the wrong field count are reported before every other issue, as when all lines were split
+        # before any record was built.
+        self.res.issues[:0] = self.shape_issues
 
 
 # --- sacct --json ------------------------------------------------------------------------------------------

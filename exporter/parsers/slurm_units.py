@@ -8,12 +8,63 @@ of the expected format, so callers can count a parse error instead of exporting 
 
 from __future__ import annotations
 
+import gc
 import re
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime, timezone
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 _NULLS = frozenset({"", "n/a", "none", "unknown", "(null)", "null", "invalid"})
 
 _DURATION = re.compile(r"^(?:(?P<days>\d+)-)?(?:(?P<h>\d+):)??(?:(?P<m>\d+):)?(?P<s>\d+(?:\.\d+)?)$")
+# The common shapes only, ASCII digits, no surrounding space: [D-]HH:MM:SS[.f] (groups 1-4) or MM:SS[.f] (5-6).
+# Anything else (nulls, UNLIMITED, D-HH, whitespace, out-of-range minutes) takes the general path.
+_DURATION_FAST = re.compile(r"(?:(\d+)-)?(\d+):(\d+):(\d+(?:\.\d+)?)|(\d+):(\d+(?:\.\d+)?)", re.ASCII).fullmatch
+
+
+@contextmanager
+def gc_paused() -> Iterator[None]:
+    """Pause Python's cyclic garbage collector while a parser builds a large number of long-lived records.
+
+    Why: the records (dataclasses, lists, dicts of numbers) form no reference cycles, so a collection during the
+    build cannot free anything; yet CPython 3.11 runs full collections as the heap grows, each one scanning every
+    object built so far (measured: 2.7 s of 7 s for 200,000 sacct jobs, 9 full collections). The collector is
+    re-enabled afterwards only if it was enabled before (a program that disabled it keeps it disabled). Other
+    threads merely see a later collection; no result changes.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+_MISS = object()
+
+
+def per_parse_cache(fn: Callable[[str], T]) -> Callable[[str], T]:
+    """``fn`` (a pure function of one text) with a cache of its results, for one parse of a large output.
+
+    Columns such as states, partitions, TRES strings or times repeat across thousands of lines; the cache makes
+    each distinct text cost one call. Exceptions are not cached, so every bad field is still reported. Create
+    one per parse (the cache is never pruned).
+    """
+    cache: dict[str, Any] = {}
+    get = cache.get
+
+    def cached(text: str) -> T:
+        value = get(text, _MISS)
+        if value is _MISS:
+            value = cache[text] = fn(text)
+        return value
+
+    return cached
 
 
 def is_null(text: str | None) -> bool:
@@ -33,6 +84,16 @@ def parse_duration(text: str) -> float | None:
         ValueError: for any other text.
 
     """
+    m = _DURATION_FAST(text)
+    if m is not None:
+        # Fast path for the plain ASCII forms sacct and squeue print (D-HH:MM:SS, HH:MM:SS, MM:SS[.mmm]): the same
+        # arithmetic as below, in the same order, so the float result is identical.
+        d, h, mm, s, mm2, s2 = m.groups()
+        if mm is None:  # MM:SS
+            h, mm, s = "0", mm2, s2
+        mi, sf = int(mm), float(s)
+        if mi < 60 and sf < 61:
+            return (int(d) if d else 0) * 86400 + int(h) * 3600 + mi * 60 + sf
     t = text.strip()
     if is_null(t) or t.upper() in ("UNLIMITED", "INFINITE", "PARTITION_LIMIT", "NOT_SET"):
         return None
@@ -68,6 +129,7 @@ def parse_duration(text: str) -> float | None:
 
 
 _SIZE_SUFFIX = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4, "P": 1024**5}
+_UNITS = frozenset("KMGTP")
 _SIZE = re.compile(r"^(?P<num>\d+(?:\.\d+)?)(?P<suf>[KMGTP]?)(?P<per>[nc]?)$", re.IGNORECASE)
 
 
@@ -87,6 +149,13 @@ def parse_size(text: str, default_unit: str = "") -> tuple[float, str] | None:
         ValueError: for other text.
 
     """
+    if text.isascii():
+        # Fast paths, same results as the regular expression below: plain ASCII digits ("0", "123456") and
+        # digits with an upper-case unit (MaxRSS "50732K", ReqMem "4000M").
+        if text.isdigit():
+            return float(text) * _SIZE_SUFFIX[default_unit.upper()], ""
+        if text[-1:] in _UNITS and text[:-1].isdigit():
+            return float(text[:-1]) * _SIZE_SUFFIX[text[-1]], ""
     t = text.strip()
     if is_null(t):
         return None
@@ -108,6 +177,15 @@ def parse_timestamp(text: str, tz: timezone | None = None) -> float | None:
         ValueError: for other text.
 
     """
+    if tz is None and len(text) == 19 and text[16] == ":" and not text[0].isspace():
+        # Fast path for the usual ``YYYY-MM-DDTHH:MM:SS``: strip() would not change the text, and the
+        # seconds are two ASCII digits below 60, so the value is the (cached) value of second 0 of that
+        # minute plus the seconds whenever local time runs linearly through the minute.
+        sec = text[17:]
+        if sec.isdigit() and sec.isascii() and sec < "60":
+            base = _minute_start(text[:16])
+            if base is not None:
+                return base + int(sec)
     t = text.strip()
     if is_null(t):
         return None
@@ -120,6 +198,37 @@ def parse_timestamp(text: str, tz: timezone | None = None) -> float | None:
     if tz is not None:
         dt = dt.replace(tzinfo=tz)
     return dt.timestamp()
+
+
+_MINUTES: dict[str, float | None] = {}
+_MINUTES_TZ: list[object] = [None]
+_MINUTES_MAX = 100_000
+
+
+def _minute_start(prefix: str) -> float | None:
+    """Local-time Unix seconds of ``<prefix>:00`` (``prefix`` = ``YYYY-MM-DDTHH:MM``), cached per minute.
+
+    ``None`` when the prefix is not a valid minute or local time does not advance exactly 59 s from second 0 to
+    second 59 of it (a DST or zone-offset change inside the minute): the caller then takes the general
+    ``datetime.timestamp()`` path. The cache is dropped when ``time.tzset()`` changed the zone (``time.tzname``
+    is a new object then) and when it grows past :data:`_MINUTES_MAX` entries.
+    """
+    if _MINUTES_TZ[0] is not time.tzname or len(_MINUTES) > _MINUTES_MAX:
+        _MINUTES.clear()
+        _MINUTES_TZ[0] = time.tzname
+    try:
+        return _MINUTES[prefix]
+    except KeyError:
+        pass
+    try:
+        first = datetime.strptime(prefix + ":00", "%Y-%m-%dT%H:%M:%S").timestamp()
+        last = datetime.strptime(prefix + ":59", "%Y-%m-%dT%H:%M:%S").timestamp()
+    except (ValueError, OverflowError):
+        value = None
+    else:
+        value = first if last - first == 59 else None
+    _MINUTES[prefix] = value
+    return value
 
 
 def parse_tres(text: str) -> dict[str, float]:
@@ -378,7 +487,10 @@ def split_header_table(
     def split(line: str) -> list[str]:
         if delim is None:
             return line.split()
-        parts = [p.strip(" \t") for p in line.rstrip("\r\n ").split(delim)]
+        body = line.rstrip("\r\n ")
+        parts = body.split(delim)
+        if " " in body or "\t" in body:  # only then can a value carry padding
+            parts = [p.strip(" \t") for p in parts]
         if trailing and parts and parts[-1] == "":
             parts.pop()
         return parts

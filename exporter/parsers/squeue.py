@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .common import ParseResult
-from .slurm_units import is_null, parse_timestamp, parse_tres, split_header_table
+from .slurm_units import gc_paused, is_null, parse_timestamp, parse_tres, per_parse_cache, split_header_table
 
 US = "\x1f"
 # Fields the collector asks for; titles as squeue prints them (src/squeue/print.c).
@@ -217,15 +217,36 @@ def _state(text: str | None) -> str | None:
     return None
 
 
-def _job_from_table(f: dict[str, str], bitstr_len: int) -> tuple[QueueJob | None, list[str]]:
+class _TableConverters:
+    """Per-parse caches of the pure conversions of squeue table values.
+
+    States, partitions, reasons, TRES strings, times and array expressions repeat across thousands of lines;
+    each distinct text is converted once. Exceptions are never cached.
+    """
+
+    def __init__(self, bitstr_len: int) -> None:
+        self.state = per_parse_cache(_state)
+        self.partitions = per_parse_cache(_split_partitions)
+        self.reason = per_parse_cache(reason_token)
+        self.gpus = per_parse_cache(_gpus_from_tres)
+        self.time = per_parse_cache(parse_timestamp)
+        self.tasks = per_parse_cache(lambda expr: count_array_tasks(expr, bitstr_len))
+
+
+def _job_from_table(
+    f: dict[str, str], bitstr_len: int, conv: _TableConverters | None = None
+) -> tuple[QueueJob | None, list[str]]:
     issues: list[str] = []
+    if conv is None:
+        conv = _TableConverters(bitstr_len)
     raw_id = f.get("JOBID", "")
     m = _JOBID.match(raw_id)
     if not m:
         return None, [f"bad job id {raw_id!r}"]
-    state = _state(f.get("STATE", f.get("ST")))
+    state_text = f.get("STATE", f.get("ST"))
+    state = conv.state(state_text) if state_text is not None else None
     if state is None:
-        return None, [f"job {raw_id}: unknown state {f.get('STATE', f.get('ST'))!r}"]
+        return None, [f"job {raw_id}: unknown state {state_text!r}"]
     array_job_id = f.get("ARRAY_JOB_ID")
     task = f.get("ARRAY_TASK_ID")
     if task is None and m.group("task") is not None:
@@ -239,7 +260,7 @@ def _job_from_table(f: dict[str, str], bitstr_len: int) -> tuple[QueueJob | None
         else:
             array_tasks = task.strip("[]")
             try:
-                tasks = count_array_tasks(task, bitstr_len)
+                tasks = conv.tasks(task)
             except ValueError as exc:
                 tasks = None
                 issues.append(f"job {raw_id}: {exc}")
@@ -248,25 +269,6 @@ def _job_from_table(f: dict[str, str], bitstr_len: int) -> tuple[QueueJob | None
     if array_job_id is not None and (is_null(array_job_id) or array_job_id == "0"):
         array_job_id = None
 
-    def time(key: str) -> float | None:
-        t = f.get(key)
-        if t is None:
-            return None
-        try:
-            return parse_timestamp(t)
-        except ValueError:
-            issues.append(f"job {raw_id}: {key} {t!r} is not a timestamp")
-            return None
-
-    def integer(key: str) -> int | None:
-        t = f.get(key)
-        if t is None or is_null(t):
-            return None
-        if t.isdigit():
-            return int(t)
-        issues.append(f"job {raw_id}: {key} {t!r} is not an integer")
-        return None
-
     reason_text = f.get("REASON")
     if reason_text is None and "NODELIST(REASON)" in f:
         nl = f["NODELIST(REASON)"]
@@ -274,21 +276,42 @@ def _job_from_table(f: dict[str, str], bitstr_len: int) -> tuple[QueueJob | None
     gpus: float | None = None
     if "TRES_ALLOC" in f:
         try:
-            gpus = _gpus_from_tres(f["TRES_ALLOC"])
+            gpus = conv.gpus(f["TRES_ALLOC"])
         except ValueError:
             issues.append(f"job {raw_id}: bad TRES {f['TRES_ALLOC']!r}")
+    times = []
+    for key in ("SUBMIT_TIME", "ELIGIBLE_TIME"):
+        t = f.get(key)
+        value = None
+        if t is not None:
+            try:
+                value = conv.time(t)
+            except ValueError:
+                issues.append(f"job {raw_id}: {key} {t!r} is not a timestamp")
+        times.append(value)
+    ints = []
+    for key in ("CPUS", "NODES"):
+        t = f.get(key)
+        value = None
+        if t is not None and not is_null(t):
+            if t.isdigit():
+                value = int(t)
+            else:
+                issues.append(f"job {raw_id}: {key} {t!r} is not an integer")
+        ints.append(value)
+    part_text = f.get("PARTITION")
     job = QueueJob(
         job_id=raw_id,
-        partitions=_split_partitions(f.get("PARTITION")),
+        partitions=conv.partitions(part_text) if part_text is not None else (),
         state=state,
-        reason=reason_token(reason_text),
+        reason=conv.reason(reason_text) if reason_text is not None else None,
         array_job_id=array_job_id,
         array_tasks=array_tasks,
         tasks=tasks,
-        submit_time=time("SUBMIT_TIME"),
-        eligible_time=time("ELIGIBLE_TIME"),
-        cpus=integer("CPUS"),
-        nodes=integer("NODES"),
+        submit_time=times[0],
+        eligible_time=times[1],
+        cpus=ints[0],
+        nodes=ints[1],
         gpus=gpus,
         fields=f,
     )
@@ -406,16 +429,22 @@ def parse_squeue(text: str, bitstr_len: int = 64) -> ParseResult[QueueJob]:
         result.skip(0, "unrecognised format", stripped.splitlines()[0])
         return result
     headers, rows = table
-    for no, line, values in rows:
-        if values is None:
-            result.skip(no, f"expected {len(headers)} fields", line)
-            continue
-        f: dict[str, str] = {}
-        for h, v in zip(headers, values, strict=True):
-            f.setdefault(h, v)
-        rec, issues = _job_from_table(f, bitstr_len)
-        for issue in issues:
-            result.skip(no, issue, line)
-        if rec is not None:
-            result.records.append(rec)
+    unique = len(set(headers)) == len(headers)
+    conv = _TableConverters(bitstr_len)
+    with gc_paused():
+        for no, line, values in rows:
+            if values is None:
+                result.skip(no, f"expected {len(headers)} fields", line)
+                continue
+            if unique:
+                f = dict(zip(headers, values, strict=True))
+            else:
+                f = {}
+                for h, v in zip(headers, values, strict=True):
+                    f.setdefault(h, v)  # a repeated title keeps its first value
+            rec, issues = _job_from_table(f, bitstr_len, conv)
+            for issue in issues:
+                result.skip(no, issue, line)
+            if rec is not None:
+                result.records.append(rec)
     return result

@@ -414,7 +414,8 @@ def test_mangled_fixture_lines_never_raise(data):
     parts[col] = data.draw(st.text(max_size=25))
     lines[idx] = SACCT_DELIMITER.join(parts)
     res = parse_sacct("\n".join(lines), fields=SACCT_FIELDS, delimiter=SACCT_DELIMITER)
-    assert len(res.records) <= 19
+    # A mangled JobIDRaw can turn a step line into a job of its own: at most one record more than the 19 jobs.
+    assert len(res.records) <= 20
     for j in res.records:
         assert j.failure_class
 
