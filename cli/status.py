@@ -2,9 +2,14 @@
 
 Two halves, so that the screen can be tested without a server and the queries without a terminal:
 
-* :func:`gather` issues one PromQL query per metric family (six in all, whatever the number of nodes,
-  DESIGN.md principle 6) at one evaluation time and folds the samples into a :class:`StatusSnapshot`;
+* :func:`gather` issues one PromQL query per metric family or optional section (thirteen in all, whatever the
+  number of nodes, DESIGN.md principle 6) at one evaluation time and folds the samples into a :class:`StatusSnapshot`;
 * :func:`render` is a pure function of the snapshot, the width and the colour switch.
+
+The core sections (filesystems, queue, nodes, finished jobs, collectors) are always printed, saying why when
+they are empty. The optional ones (scheduler, running jobs, GPUs, NFS, licenses, quotas, node health:
+:data:`OPTIONAL_SECTIONS`) are printed only where their collectors report series, so a site without GPUs or NFS
+sees no empty GPU or NFS section.
 
 Label values are operator-controlled text (a drain reason can hold quotes, newlines, escape sequences or
 right-to-left overrides): every label is passed through :func:`sanitize` before layout, and column widths count
@@ -18,7 +23,7 @@ import re
 import time as _time
 import unicodedata
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from nomade.analytics.promapi import PrometheusClient, PromQLError, Sample
@@ -166,6 +171,259 @@ class CollectorRow:
     cluster: str = ""
 
 
+# -- optional sections: shown only where their collectors report (issue 3) ------------------------------------
+
+
+@dataclass(frozen=True)
+class SchedulerRow:
+    """slurmctld's scheduler statistics (sdiag) of one cluster; ``None`` where not reported.
+
+    Attributes:
+        main_cycle_last_seconds, main_cycle_mean_seconds: last and mean main scheduling cycle.
+        backfill_cycle_last_seconds, backfill_cycle_mean_seconds: last and mean backfill cycle (sleeps excluded).
+        backfill_last_depth: jobs examined in the last backfill cycle.
+        agent_queue_size, dbd_agent_queue_size: outgoing RPCs queued; messages queued for slurmdbd.
+        server_threads: active slurmctld threads.
+        jobs_submitted, jobs_started, jobs_completed, jobs_canceled, jobs_failed: counts since the statistics
+            were reset (midnight UTC by default, or ``sdiag --reset``, or a slurmctld restart).
+        stats_reset_timestamp: start of that period, Unix seconds (sdiag 'Data since').
+
+    """
+
+    cluster: str = ""
+    main_cycle_last_seconds: float | None = None
+    main_cycle_mean_seconds: float | None = None
+    backfill_cycle_last_seconds: float | None = None
+    backfill_cycle_mean_seconds: float | None = None
+    backfill_last_depth: float | None = None
+    agent_queue_size: float | None = None
+    dbd_agent_queue_size: float | None = None
+    server_threads: float | None = None
+    jobs_submitted: float | None = None
+    jobs_started: float | None = None
+    jobs_completed: float | None = None
+    jobs_canceled: float | None = None
+    jobs_failed: float | None = None
+    stats_reset_timestamp: float | None = None
+
+
+@dataclass(frozen=True)
+class GpuNodeRow:
+    """The GPUs of one node, aggregated by PromQL.
+
+    Attributes:
+        node: the ``node`` label (else ``instance``).
+        gpus: GPUs known to the collector (``nomade_gpu_info`` series); ``None`` when not reported.
+        utilization_ratio: mean over the node's GPUs of the busy share (``engine="gpu"``), 0-1.
+        memory_used_bytes, memory_total_bytes: framebuffer used and size, summed over the GPUs.
+        temperature_max_celsius: hottest GPU die (``sensor="gpu"``).
+        throttled: GPUs with at least one throttle reason active other than idle / application clocks.
+        throttle_reasons: those reasons, sorted.
+        with_jobs: GPUs held by at least one SLURM job (``nomade_gpu_job_info``).
+
+    """
+
+    node: str
+    cluster: str = ""
+    gpus: int | None = None
+    utilization_ratio: float | None = None
+    memory_used_bytes: float | None = None
+    memory_total_bytes: float | None = None
+    temperature_max_celsius: float | None = None
+    throttled: int = 0
+    throttle_reasons: tuple[str, ...] = ()
+    with_jobs: int = 0
+
+    @property
+    def memory_ratio(self) -> float | None:
+        """Framebuffer used / size, ``None`` when either is unknown or the size is 0."""
+        if self.memory_used_bytes is None or not self.memory_total_bytes:
+            return None
+        return self.memory_used_bytes / self.memory_total_bytes
+
+
+@dataclass(frozen=True)
+class NfsMountRow:
+    """One NFS export (server, export) over every client node mounting it.
+
+    Attributes:
+        clients: nodes reporting a mount of it.
+        operations_per_second, read_bytes_per_second, write_bytes_per_second: summed over the clients.
+        rtt_max_seconds: worst mean round-trip time over the operations and clients (nfsiostat avg RTT).
+        retransmission_ratio_max: worst retransmissions per request over operations and clients.
+
+    """
+
+    server: str
+    export: str
+    cluster: str = ""
+    clients: int = 0
+    operations_per_second: float | None = None
+    read_bytes_per_second: float | None = None
+    write_bytes_per_second: float | None = None
+    rtt_max_seconds: float | None = None
+    retransmission_ratio_max: float | None = None
+
+
+@dataclass(frozen=True)
+class LicenseRow:
+    """A license feature: used of issued, from a license server (FlexLM/RLM) or from SLURM's license table.
+
+    Attributes:
+        server: the license server (``port@host``); ``""`` for a SLURM license (``slurm`` is then True).
+        vendor: the vendor daemon (FlexLM) / ISV (RLM); ``""`` for SLURM.
+
+    """
+
+    feature: str
+    used: float | None = None
+    issued: float | None = None
+    server: str = ""
+    vendor: str = ""
+    slurm: bool = False
+    cluster: str = ""
+
+    @property
+    def ratio(self) -> float | None:
+        """Used / issued, ``None`` when unknown or nothing is issued."""
+        if self.used is None or not self.issued:
+            return None
+        return self.used / self.issued
+
+
+@dataclass(frozen=True)
+class LicenseDaemonRow:
+    """A license server (``kind="server"``, ``name`` its host) or vendor daemon (``kind="vendor"``) and its state."""
+
+    server: str
+    name: str
+    kind: str
+    up: bool
+    cluster: str = ""
+
+
+@dataclass(frozen=True)
+class LicenseExpiryRow:
+    """A license feature expiring within :data:`LICENSE_EXPIRY_WINDOW_SECONDS` (negative: already expired)."""
+
+    feature: str
+    seconds_left: float
+    server: str = ""
+    vendor: str = ""
+    cluster: str = ""
+
+
+@dataclass(frozen=True)
+class QuotaRow:
+    """A quota entry among the nearest to their hard space limit on a filesystem.
+
+    Attributes:
+        type: ``user``, ``group`` or ``project`` (the collector's ``type`` label); ``name`` the entry.
+        used_bytes, hard_limit_bytes: space used and its hard limit.
+        ratio: used / hard limit (over 1 when above it).
+
+    """
+
+    filesystem: str
+    type: str
+    name: str
+    ratio: float
+    used_bytes: float | None = None
+    hard_limit_bytes: float | None = None
+    cluster: str = ""
+
+
+@dataclass(frozen=True)
+class QuotaOverRow:
+    """Entries of one type over a limit on a filesystem (``nomade_quota_over_limit_entries``)."""
+
+    filesystem: str
+    type: str
+    entries: float
+    cluster: str = ""
+
+
+@dataclass(frozen=True)
+class JobCountRow:
+    """Running jobs seen by the job_usage collectors of one cluster.
+
+    Attributes:
+        jobs: job cgroups summed over the nodes (a job spanning several nodes counts once per node).
+        nodes: nodes reporting; busy_nodes: those with at least one job.
+
+    """
+
+    cluster: str = ""
+    jobs: float = 0.0
+    nodes: int = 0
+    busy_nodes: int = 0
+
+
+@dataclass(frozen=True)
+class JobMemoryRow:
+    """A job's cgroup on one node among the nearest to its memory limit.
+
+    Attributes:
+        ratio: memory charged (page cache included, as the kernel charges it) / the cgroup's limit.
+        usage_bytes, limit_bytes, rss_bytes: charged memory, limit, anonymous memory (what reclaim cannot free).
+
+    """
+
+    job_id: str
+    node: str
+    ratio: float
+    user: str = ""
+    usage_bytes: float | None = None
+    limit_bytes: float | None = None
+    rss_bytes: float | None = None
+    cluster: str = ""
+
+
+@dataclass(frozen=True)
+class HealthCounts:
+    """What the node_health and reachability collectors checked, summed over clusters (problems aside).
+
+    Attributes:
+        services, service_nodes: daemon liveness checks and the nodes they ran on.
+        edac_nodes: nodes with EDAC memory controllers; sensor_nodes, sensors: hwmon temperature sensors.
+        endpoints: endpoints probed by reachability.
+
+    """
+
+    services: int = 0
+    service_nodes: int = 0
+    edac_nodes: int = 0
+    sensors: int = 0
+    sensor_nodes: int = 0
+    endpoints: int = 0
+
+
+@dataclass(frozen=True)
+class HealthProblem:
+    """One node-health finding.
+
+    Attributes:
+        kind: ``service`` (a daemon down), ``edac`` (uncorrectable memory errors), ``temperature`` (the hottest
+            sensor of the node above its max) or ``unreachable`` (a reachability target down).
+        node: where (node, else instance); ``""`` for ``unreachable``.
+        subject: service name, sensor (``chip label``), or target name.
+        detail: the target's address (``unreachable``).
+        reason: why the probe failed (dns, refused, timeout, unreachable, error), ``""`` when unknown.
+        value: error count (``edac``) or degrees Celsius (``temperature``).
+        limit: the sensor's max in degrees Celsius (``temperature``).
+
+    """
+
+    kind: str
+    node: str = ""
+    subject: str = ""
+    detail: str = ""
+    reason: str = ""
+    value: float | None = None
+    limit: float | None = None
+    cluster: str = ""
+
+
 @dataclass
 class StatusSnapshot:
     """Everything the status screen shows, at one evaluation time.
@@ -174,6 +432,8 @@ class StatusSnapshot:
         prometheus_url: the endpoint read.
         time: evaluation time, Unix seconds.
         clusters: distinct ``cluster`` label values seen (empty when no series carries one).
+        scheduler ... health_problems: the optional sections (:data:`OPTIONAL_SECTIONS`); empty (``None`` for
+            ``health``) where their collectors report nothing, and then not shown.
         errors: section name → message, for sections whose query the server rejected.
         queries: number of PromQL queries issued to build it.
 
@@ -187,6 +447,18 @@ class StatusSnapshot:
     nodes: list[NodeRow] = field(default_factory=list)
     finished: list[FinishedRow] = field(default_factory=list)
     collectors: list[CollectorRow] = field(default_factory=list)
+    scheduler: list[SchedulerRow] = field(default_factory=list)
+    gpus: list[GpuNodeRow] = field(default_factory=list)
+    nfs: list[NfsMountRow] = field(default_factory=list)
+    licenses: list[LicenseRow] = field(default_factory=list)
+    license_daemons: list[LicenseDaemonRow] = field(default_factory=list)
+    license_expiring: list[LicenseExpiryRow] = field(default_factory=list)
+    quotas: list[QuotaRow] = field(default_factory=list)
+    quota_over: list[QuotaOverRow] = field(default_factory=list)
+    job_counts: list[JobCountRow] = field(default_factory=list)
+    near_oom: list[JobMemoryRow] = field(default_factory=list)
+    health: HealthCounts | None = None
+    health_problems: list[HealthProblem] = field(default_factory=list)
     errors: dict[str, str] = field(default_factory=dict)
     queries: int = 0
 
@@ -232,6 +504,33 @@ SHARED_FSTYPES = frozenset(
 # Classes counted as a good outcome in the failure share (DESIGN.md "Job outcome model": COMPLETED exit 0).
 SUCCESS_CLASSES = frozenset({"success", "completed"})
 
+# Sections shown only where their collectors report (one query each); in screen order.
+OPTIONAL_SECTIONS = ("scheduler", "jobs", "gpus", "nfs", "licenses", "quotas", "health")
+# Throttle reasons that are no problem: the GPU is idle, or an administrator set its application clocks
+# (NVML nvmlClocksEventReasonGpuIdle / ApplicationsClocksSetting; "idle" is older nvidia-smi's name).
+GPU_BENIGN_THROTTLE_REASONS = ("idle", "gpu_idle", "applications_clocks_setting")
+# License features expiring sooner than this are listed (display choice: a month's notice to renew).
+LICENSE_EXPIRY_WINDOW_SECONDS = 30 * 86400
+# Rows per group in the "nearest to the limit" lists (quotas per filesystem, jobs per cluster).
+TOP_N = 5
+# sdiag metrics of the Scheduler section → SchedulerRow field.
+_SCHEDULER_FIELDS = {
+    "nomade_slurm_scheduler_main_cycle_last_seconds": "main_cycle_last_seconds",
+    "nomade_slurm_scheduler_main_cycle_mean_seconds": "main_cycle_mean_seconds",
+    "nomade_slurm_scheduler_backfill_cycle_last_seconds": "backfill_cycle_last_seconds",
+    "nomade_slurm_scheduler_backfill_cycle_mean_seconds": "backfill_cycle_mean_seconds",
+    "nomade_slurm_scheduler_backfill_last_depth": "backfill_last_depth",
+    "nomade_slurm_scheduler_agent_queue_size": "agent_queue_size",
+    "nomade_slurm_scheduler_dbd_agent_queue_size": "dbd_agent_queue_size",
+    "nomade_slurm_scheduler_server_threads": "server_threads",
+    "nomade_slurm_scheduler_jobs_submitted": "jobs_submitted",
+    "nomade_slurm_scheduler_jobs_started": "jobs_started",
+    "nomade_slurm_scheduler_jobs_completed": "jobs_completed",
+    "nomade_slurm_scheduler_jobs_canceled": "jobs_canceled",
+    "nomade_slurm_scheduler_jobs_failed": "jobs_failed",
+    "nomade_slurm_scheduler_stats_reset_timestamp_seconds": "stats_reset_timestamp",
+}
+
 # -- gathering ----------------------------------------------------------------------------------------------------
 
 
@@ -248,8 +547,135 @@ def _promql_string(s: str) -> str:
     return '"' + s.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
 
 
+def _metric(name: str, cluster: str | None, *matchers: str) -> str:
+    """``name{matchers, cluster="x"}`` (just ``name`` without matchers)."""
+    ms = list(matchers)
+    if cluster is not None:
+        ms.append(f"cluster={_promql_string(cluster)}")
+    return name + ("{" + ", ".join(ms) + "}" if ms else "")
+
+
+def _tagged(parts: Mapping[str, str]) -> str:
+    """One query out of several aggregations: each result gets a ``stat`` label naming its part, then ``or``.
+
+    ``label_replace(v, "stat", "x", "", "")`` sets the label unconditionally (the empty regex matches the empty
+    source), so the parts never collide in ``or`` and the fold tells them apart.
+    """
+    return " or ".join(f'label_replace({expr}, "stat", "{stat}", "", "")' for stat, expr in parts.items())
+
+
+def _optional_queries(cluster: str | None) -> dict[str, str]:
+    """One query per optional section; the aggregations keep the answer small whatever the cluster size."""
+
+    def m(name: str, *matchers: str) -> str:
+        return _metric(name, cluster, *matchers)
+
+    node = "cluster, node, instance"  # node-mode series: one exporter per node (instance where no node label)
+    benign = f'reason!~"{"|".join(GPU_BENIGN_THROTTLE_REASONS)}"'
+    throttling = f"{m('nomade_gpu_throttle_reason', benign)} == 1"
+    gpu_busy = m("nomade_gpu_utilization_ratio", 'engine="gpu"')
+    gpu_temp = m("nomade_gpu_temperature_celsius", 'sensor="gpu"')  # the die; memory sensors have other limits
+    nfs = "cluster, server, export"
+    lic = "cluster, server, vendor, feature"
+    quota = "cluster, filesystem, type, name"
+    quota_top = (
+        f"topk by (cluster, filesystem) ({TOP_N}, max by ({quota}) ({m('nomade_quota_used_bytes')})"
+        f" / max by ({quota}) ({m('nomade_quota_hard_limit_bytes')} > 0))"
+    )
+    job = "cluster, node, instance, job_id"
+    oom_top = (
+        f"topk by (cluster) ({TOP_N}, {m('nomade_job_usage_memory_usage_bytes')}"
+        f" / ({m('nomade_job_usage_memory_limit_bytes')} > 0))"
+    )
+    # the hottest sensor of each node among those above their max (a max of 0 means the chip gives none)
+    hot = (
+        f"topk by ({node}) (1, {m('nomade_node_health_temperature_celsius')}"
+        f" > ({m('nomade_node_health_temperature_max_celsius')} > 0))"
+    )
+    return {
+        "scheduler": _selector(list(_SCHEDULER_FIELDS), cluster),
+        "jobs": _tagged(
+            {
+                "jobs": f"sum by (cluster) ({m('nomade_job_usage_jobs')})",
+                "nodes": f"count by (cluster) ({m('nomade_job_usage_jobs')})",
+                "busy_nodes": f"count by (cluster) ({m('nomade_job_usage_jobs')} > 0)",
+                "ratio": oom_top,
+                "usage": f"{m('nomade_job_usage_memory_usage_bytes')} and on ({job}) {oom_top}",
+                "limit": f"{m('nomade_job_usage_memory_limit_bytes')} and on ({job}) {oom_top}",
+                "rss": f"{m('nomade_job_usage_memory_rss_bytes')} and on ({job}) {oom_top}",
+                "user": f"max by ({job}, user) ({m('nomade_job_usage_info')}) and on ({job}) {oom_top}",
+            }
+        ),
+        "gpus": _tagged(
+            {
+                "gpus": f"count by ({node}) ({m('nomade_gpu_info')})",
+                "util": f"avg by ({node}) ({gpu_busy})",
+                "mem_used": f"sum by ({node}) ({m('nomade_gpu_memory_used_bytes')})",
+                "mem_total": f"sum by ({node}) ({m('nomade_gpu_memory_total_bytes')})",
+                "temp": f"max by ({node}) ({gpu_temp})",
+                "throttled": f"count by ({node}) (count by ({node}, gpu) ({throttling}))",
+                "reason": f"count by ({node}, reason) ({throttling})",
+                "with_jobs": f"count by ({node}) (count by ({node}, gpu) ({m('nomade_gpu_job_info')}))",
+            }
+        ),
+        "nfs": _tagged(
+            {
+                "clients": f"count by ({nfs}) (count by ({nfs}, node, instance) ({m('nomade_nfs_mount_info')}))",
+                "ops": f"sum by ({nfs}) ({m('nomade_nfs_mount_operations_per_second')})",
+                "read": f"sum by ({nfs}) ({m('nomade_nfs_read_bytes_per_second')})",
+                "write": f"sum by ({nfs}) ({m('nomade_nfs_write_bytes_per_second')})",
+                "rtt": f"max by ({nfs}) ({m('nomade_nfs_rtt_average_seconds')})",
+                "retrans": f"max by ({nfs}) ({m('nomade_nfs_retransmission_ratio')})",
+            }
+        ),
+        # max/min by the series' own labels: two controller exporters (primary, backup) report the same figures
+        "licenses": _tagged(
+            {
+                "used": f"max by ({lic}) ({m('nomade_license_used')})",
+                "issued": f"max by ({lic}) ({m('nomade_license_issued')})",
+                "server_up": f"min by (cluster, server, host) ({m('nomade_license_server_up')})",
+                "vendor_up": f"min by (cluster, server, vendor) ({m('nomade_license_vendor_daemon_up')})",
+                "expiry": f"min by ({lic}) ({m('nomade_license_expiry_timestamp_seconds')}) - time()"
+                f" < {LICENSE_EXPIRY_WINDOW_SECONDS}",
+                "slurm_used": f"max by (cluster, license) ({m('nomade_license_slurm_used')})",
+                "slurm_issued": f"max by (cluster, license) ({m('nomade_license_slurm_issued')})",
+            }
+        ),
+        "quotas": _tagged(
+            {
+                "ratio": quota_top,
+                "used": f"max by ({quota}) ({m('nomade_quota_used_bytes')}) and on ({quota}) {quota_top}",
+                "hard": f"max by ({quota}) ({m('nomade_quota_hard_limit_bytes')}) and on ({quota}) {quota_top}",
+                "over": f"max by (cluster, filesystem, type) ({m('nomade_quota_over_limit_entries')})",
+            }
+        ),
+        "health": _tagged(
+            {
+                "services": f"count by (cluster) ({m('nomade_node_health_service_up')})",
+                "service_nodes": f"count by (cluster) (count by ({node}) ({m('nomade_node_health_service_up')}))",
+                "service_down": f"min by ({node}, service) ({m('nomade_node_health_service_up')}) == 0",
+                "edac_nodes": f"count by (cluster) (count by ({node}) "
+                f"({m('nomade_node_health_edac_uncorrectable_errors_total')}))",
+                "edac": f"sum by ({node}) ({m('nomade_node_health_edac_uncorrectable_errors_total')}) > 0",
+                "sensors": f"count by (cluster) ({m('nomade_node_health_temperature_celsius')})",
+                "sensor_nodes": f"count by (cluster) (count by ({node}) "
+                f"({m('nomade_node_health_temperature_celsius')}))",
+                "hot": hot,
+                "hot_max": f"{m('nomade_node_health_temperature_max_celsius')}"
+                f" and on ({node}, chip, device, sensor, label) {hot}",
+                "endpoints": f"min by (cluster, target, address) ({m('nomade_reachability_up')})",
+                "reason": f"max by (cluster, target, address, reason) ({m('nomade_reachability_failure_info')})",
+            }
+        ),
+    }
+
+
 def status_queries(cluster: str | None = None) -> dict[str, str]:
     """The PromQL expressions :func:`gather` issues, by section (``finished`` has two: ``finished_1h``, ``_total``).
+
+    Thirteen in all, whatever the number of nodes, jobs or GPUs: six for the core sections, then one per
+    optional section (:data:`OPTIONAL_SECTIONS`), each folding several aggregations into one answer with
+    :func:`_tagged`.
 
     The finished-job counters are first reduced with ``max by`` the counter's own labels, so that two exporters
     reporting the same sacct data (a primary and a backup controller) are not counted twice.
@@ -286,6 +712,7 @@ def status_queries(cluster: str | None = None) -> dict[str, str]:
         ),
         "finished_total": f"sum by (cluster, failure_class) (max by ({inner}) ({fin}))",
         "collectors": _selector(["nomade_collector_up", "nomade_collector_last_success_timestamp_seconds"], cluster),
+        **_optional_queries(cluster),
     }
 
 
@@ -460,8 +887,244 @@ def _fold_collectors(samples: list[Sample]) -> list[CollectorRow]:
     return rows
 
 
+def _by_stat(samples: list[Sample]) -> dict[str, list[Sample]]:
+    """Split a :func:`_tagged` answer by its ``stat`` label, dropping non-finite values (absent beats wrong)."""
+    out: dict[str, list[Sample]] = defaultdict(list)
+    for s in samples:
+        if math.isfinite(s.value):
+            out[s.labels.get("stat", "")].append(s)
+    return out
+
+
+def _where(labels: Mapping[str, str]) -> str:
+    """The node a node-mode series comes from: its ``node`` target label, else its ``instance``."""
+    return labels.get("node") or labels.get("instance", "")
+
+
+def _fold_scheduler(samples: list[Sample]) -> list[SchedulerRow]:
+    per: dict[str, dict[str, float]] = defaultdict(dict)
+    for s in samples:
+        f = _SCHEDULER_FIELDS.get(s.name)
+        v = _finite(s.value)
+        if f is None or v is None:
+            continue
+        d = per[s.labels.get("cluster", "")]
+        d[f] = max(v, d.get(f, v))  # primary and backup controllers read the same sdiag
+    return [SchedulerRow(cluster=c, **d) for c, d in sorted(per.items())]  # type: ignore[arg-type]
+
+
+def _fold_gpus(samples: list[Sample]) -> list[GpuNodeRow]:
+    per: dict[tuple[str, str], dict[str, float]] = defaultdict(dict)
+    reasons: dict[tuple[str, str], set[str]] = defaultdict(set)
+    for stat, rows in _by_stat(samples).items():
+        for s in rows:
+            key = (s.labels.get("cluster", ""), _where(s.labels))
+            if stat == "reason":
+                reasons[key].add(s.labels.get("reason", ""))
+                per.setdefault(key, {})
+            else:
+                per[key][stat] = s.value
+    out = []
+    for (cluster, node), d in per.items():
+        gpus = d.get("gpus")
+        out.append(
+            GpuNodeRow(
+                node=node,
+                cluster=cluster,
+                gpus=None if gpus is None else round(gpus),
+                utilization_ratio=d.get("util"),
+                memory_used_bytes=d.get("mem_used"),
+                memory_total_bytes=d.get("mem_total"),
+                temperature_max_celsius=d.get("temp"),
+                throttled=round(d.get("throttled", 0)),
+                throttle_reasons=tuple(sorted(r for r in reasons.get((cluster, node), ()) if r)),
+                with_jobs=round(d.get("with_jobs", 0)),
+            )
+        )
+    out.sort(key=lambda r: (r.cluster, natural_key(r.node)))
+    return out
+
+
+def _fold_nfs(samples: list[Sample]) -> list[NfsMountRow]:
+    fields = {
+        "clients": "clients",
+        "ops": "operations_per_second",
+        "read": "read_bytes_per_second",
+        "write": "write_bytes_per_second",
+        "rtt": "rtt_max_seconds",
+        "retrans": "retransmission_ratio_max",
+    }
+    per: dict[tuple[str, str, str], dict[str, float]] = defaultdict(dict)
+    for stat, rows in _by_stat(samples).items():
+        f = fields.get(stat)
+        if f is None:
+            continue
+        for s in rows:
+            lb = s.labels
+            per[(lb.get("cluster", ""), lb.get("server", ""), lb.get("export", ""))][f] = s.value
+    out = []
+    for (cluster, server, export), d in per.items():
+        clients = round(d.pop("clients", 0))
+        out.append(NfsMountRow(server, export, cluster, clients, **d))  # type: ignore[arg-type]
+    out.sort(key=lambda r: (r.cluster, natural_key(r.server), r.export))
+    return out
+
+
+def _fold_licenses(
+    samples: list[Sample],
+) -> tuple[list[LicenseRow], list[LicenseDaemonRow], list[LicenseExpiryRow]]:
+    stats = _by_stat(samples)
+    counts: dict[tuple[str, bool, str, str, str], dict[str, float]] = defaultdict(dict)
+    for stat in ("used", "issued", "slurm_used", "slurm_issued"):
+        slurm = stat.startswith("slurm_")
+        for s in stats.get(stat, []):
+            lb = s.labels
+            key = (
+                (lb.get("cluster", ""), True, "", "", lb.get("license", ""))
+                if slurm
+                else (lb.get("cluster", ""), False, lb.get("server", ""), lb.get("vendor", ""), lb.get("feature", ""))
+            )
+            counts[key][stat.removeprefix("slurm_")] = s.value
+    features = [
+        LicenseRow(feature, d.get("used"), d.get("issued"), server, vendor, slurm, cluster)
+        for (cluster, slurm, server, vendor, feature), d in counts.items()
+    ]
+    features.sort(key=lambda r: (r.cluster, not r.slurm, natural_key(r.server), r.vendor, r.feature))
+    daemons = [
+        LicenseDaemonRow(
+            s.labels.get("server", ""), s.labels.get("host", ""), "server", s.value >= 0.5, s.labels.get("cluster", "")
+        )
+        for s in stats.get("server_up", [])
+    ] + [
+        LicenseDaemonRow(
+            s.labels.get("server", ""),
+            s.labels.get("vendor", ""),
+            "vendor",
+            s.value >= 0.5,
+            s.labels.get("cluster", ""),
+        )
+        for s in stats.get("vendor_up", [])
+    ]
+    daemons.sort(key=lambda r: (r.cluster, r.kind, natural_key(r.server), r.name))
+    expiring = [
+        LicenseExpiryRow(
+            s.labels.get("feature", ""),
+            s.value,
+            s.labels.get("server", ""),
+            s.labels.get("vendor", ""),
+            s.labels.get("cluster", ""),
+        )
+        for s in stats.get("expiry", [])
+    ]
+    expiring.sort(key=lambda r: (r.seconds_left, r.cluster, r.feature))
+    return features, daemons, expiring
+
+
+def _fold_quotas(samples: list[Sample]) -> tuple[list[QuotaRow], list[QuotaOverRow]]:
+    stats = _by_stat(samples)
+    per: dict[tuple[str, str, str, str], dict[str, float]] = defaultdict(dict)
+    for stat in ("ratio", "used", "hard"):
+        for s in stats.get(stat, []):
+            lb = s.labels
+            per[(lb.get("cluster", ""), lb.get("filesystem", ""), lb.get("type", ""), lb.get("name", ""))][stat] = (
+                s.value
+            )
+    top = [
+        QuotaRow(fs, typ, name, d["ratio"], d.get("used"), d.get("hard"), cluster)
+        for (cluster, fs, typ, name), d in per.items()
+        if "ratio" in d
+    ]
+    top.sort(key=lambda r: (r.cluster, r.filesystem, -r.ratio, r.type, r.name))
+    over = [
+        QuotaOverRow(s.labels.get("filesystem", ""), s.labels.get("type", ""), s.value, s.labels.get("cluster", ""))
+        for s in stats.get("over", [])
+    ]
+    over.sort(key=lambda r: (r.cluster, r.filesystem, r.type))
+    return top, over
+
+
+def _fold_jobs(samples: list[Sample]) -> tuple[list[JobCountRow], list[JobMemoryRow]]:
+    stats = _by_stat(samples)
+    counts: dict[str, dict[str, float]] = defaultdict(dict)
+    for stat in ("jobs", "nodes", "busy_nodes"):
+        for s in stats.get(stat, []):
+            counts[s.labels.get("cluster", "")][stat] = s.value
+    rows = [
+        JobCountRow(c, d.get("jobs", 0.0), round(d.get("nodes", 0)), round(d.get("busy_nodes", 0)))
+        for c, d in sorted(counts.items())
+    ]
+    per: dict[tuple[str, str, str], dict[str, float]] = defaultdict(dict)
+    users: dict[tuple[str, str, str], str] = {}
+    for stat in ("ratio", "usage", "limit", "rss", "user"):
+        for s in stats.get(stat, []):
+            key = (s.labels.get("cluster", ""), _where(s.labels), s.labels.get("job_id", ""))
+            if stat == "user":
+                users[key] = s.labels.get("user", "")
+            else:
+                per[key][stat] = s.value
+    oom = [
+        JobMemoryRow(
+            job_id, node, d["ratio"], users.get((c, node, job_id), ""), d.get("usage"), d.get("limit"), d.get("rss"), c
+        )
+        for (c, node, job_id), d in per.items()
+        if "ratio" in d
+    ]
+    oom.sort(key=lambda r: (r.cluster, -r.ratio, natural_key(r.job_id), natural_key(r.node)))
+    return rows, oom
+
+
+def _fold_health(samples: list[Sample]) -> tuple[HealthCounts | None, list[HealthProblem]]:
+    stats = _by_stat(samples)
+    if not stats:
+        return None, []
+
+    def total(stat: str) -> int:
+        return round(sum(s.value for s in stats.get(stat, [])))
+
+    endpoints = stats.get("endpoints", [])
+    counts = HealthCounts(
+        services=total("services"),
+        service_nodes=total("service_nodes"),
+        edac_nodes=total("edac_nodes"),
+        sensors=total("sensors"),
+        sensor_nodes=total("sensor_nodes"),
+        endpoints=len(endpoints),
+    )
+    problems = [
+        HealthProblem("service", _where(s.labels), s.labels.get("service", ""), cluster=s.labels.get("cluster", ""))
+        for s in stats.get("service_down", [])
+    ]
+    problems += [
+        HealthProblem("edac", _where(s.labels), value=s.value, cluster=s.labels.get("cluster", ""))
+        for s in stats.get("edac", [])
+    ]
+    # one hot sensor per node at most (topk 1 by node), so the node keys its max
+    limits = {(s.labels.get("cluster", ""), _where(s.labels)): s.value for s in stats.get("hot_max", [])}
+    for s in stats.get("hot", []):
+        lb = s.labels
+        key = (lb.get("cluster", ""), _where(lb))
+        sensor = " ".join(x for x in (lb.get("chip", ""), lb.get("label") or lb.get("sensor", "")) if x)
+        problems.append(
+            HealthProblem("temperature", key[1], sensor, value=s.value, limit=limits.get(key), cluster=key[0])
+        )
+    reasons = {
+        (s.labels.get("cluster", ""), s.labels.get("target", ""), s.labels.get("address", "")): s.labels.get(
+            "reason", ""
+        )
+        for s in stats.get("reason", [])
+    }
+    for s in endpoints:
+        if s.value >= 0.5:
+            continue
+        key = (s.labels.get("cluster", ""), s.labels.get("target", ""), s.labels.get("address", ""))
+        problems.append(HealthProblem("unreachable", "", key[1], key[2], reasons.get(key, ""), cluster=key[0]))
+    kinds = ("service", "edac", "temperature", "unreachable")
+    problems.sort(key=lambda p: (kinds.index(p.kind), p.cluster, natural_key(p.node), p.subject, p.detail))
+    return counts, problems
+
+
 def gather(client: PrometheusClient, now: float | None = None, cluster: str | None = None) -> StatusSnapshot:
-    """Read the status figures from Prometheus in six queries, all evaluated at ``now``.
+    """Read the status figures from Prometheus in thirteen queries (:func:`status_queries`), all at ``now``.
 
     Args:
         client: the query client.
@@ -470,7 +1133,8 @@ def gather(client: PrometheusClient, now: float | None = None, cluster: str | No
 
     Returns:
         The snapshot. A section whose query the server rejects (:class:`PromQLError`) is left empty and its
-        message stored in ``errors``, so one unsupported expression does not blank the whole screen.
+        message stored in ``errors``, so one unsupported expression does not blank the whole screen. An optional
+        section whose collector reports nothing is simply empty (and not shown).
 
     Raises:
         PrometheusUnavailable: the server cannot be reached or answers 5xx (after the client's retries).
@@ -489,6 +1153,10 @@ def gather(client: PrometheusClient, now: float | None = None, cluster: str | No
             errors.setdefault(section, str(exc))
             results[key] = []
     clusters = sorted({s.labels["cluster"] for v in results.values() for s in v if s.labels.get("cluster")})
+    licenses, license_daemons, license_expiring = _fold_licenses(results["licenses"])
+    quotas, quota_over = _fold_quotas(results["quotas"])
+    job_counts, near_oom = _fold_jobs(results["jobs"])
+    health, health_problems = _fold_health(results["health"])
     return StatusSnapshot(
         prometheus_url=client.base_url,
         time=t,
@@ -498,6 +1166,18 @@ def gather(client: PrometheusClient, now: float | None = None, cluster: str | No
         nodes=_fold_nodes(results["nodes"]),
         finished=_fold_finished(results["finished_1h"], results["finished_total"]),
         collectors=_fold_collectors(results["collectors"]),
+        scheduler=_fold_scheduler(results["scheduler"]),
+        gpus=_fold_gpus(results["gpus"]),
+        nfs=_fold_nfs(results["nfs"]),
+        licenses=licenses,
+        license_daemons=license_daemons,
+        license_expiring=license_expiring,
+        quotas=quotas,
+        quota_over=quota_over,
+        job_counts=job_counts,
+        near_oom=near_oom,
+        health=health,
+        health_problems=health_problems,
         errors=errors,
         queries=client.queries_issued - before,
     )
@@ -621,6 +1301,26 @@ def format_age(seconds: float | None) -> str:
 def format_count(v: float | None) -> str:
     """A job count rounded to an integer with thousands separators (``increase()`` extrapolates fractions)."""
     return "-" if v is None else f"{round(v):,}"
+
+
+def format_seconds(v: float | None) -> str:
+    """A short duration with three significant digits: ``0.85ms``, ``35.2ms``, ``1.25s``; ``-`` when unknown.
+
+    From 100 s on, :func:`format_age` (``2m``, ``1h05m``).
+    """
+    if v is None or not math.isfinite(v):
+        return "-"
+    ms = v * 1000
+    if ms < 999.5:
+        return "0ms" if ms <= 0 else "<0.001ms" if ms < 0.001 else f"{ms:.3g}ms"
+    return f"{v:.3g}s" if v < 99.95 else format_age(v)
+
+
+def format_number(v: float | None) -> str:
+    """A gauge for display: integers with thousands separators, else one decimal; ``-`` when unknown."""
+    if v is None or not math.isfinite(v):
+        return "-"
+    return f"{v:,.0f}" if v == round(v) or abs(v) >= 1000 else f"{v:,.1f}"
 
 
 # -- rendering ----------------------------------------------------------------------------------------------------
@@ -954,6 +1654,435 @@ def _render_collectors(snap: StatusSnapshot, width: int, st: _Style) -> list[str
     return lines
 
 
+# -- optional sections (issue 3): printed only where their collectors report -------------------------------------
+
+
+def _optional_failed(snap: StatusSnapshot, section: str, title: str, st: _Style) -> list[str]:
+    """An optional section without rows: nothing at all, unless its query was rejected (then say so)."""
+    if section not in snap.errors:
+        return []
+    return [st.bold(title), f"  query failed: {st.label(snap.errors[section])}"]
+
+
+def _more(st: _Style, hidden: int, what: str) -> list[str]:
+    """``… 3 more <what>s`` under a capped list; nothing when none is hidden."""
+    return [f"    {st.ellipsis} {hidden} more {what}{'s' if hidden != 1 else ''}"] if hidden > 0 else []
+
+
+def _cap(rows: list, max_rows: int) -> tuple[list, int]:
+    """The first ``max_rows`` rows (all when 0) and how many were left out."""
+    shown = rows[:max_rows] if max_rows else rows
+    return shown, len(rows) - len(shown)
+
+
+def _render_scheduler(snap: StatusSnapshot, width: int, st: _Style) -> list[str]:
+    if not snap.scheduler:
+        return _optional_failed(snap, "scheduler", "Scheduler:", st)
+    lines = [st.bold("Scheduler:")]
+    multi = len(snap.clusters) > 1
+    for r in snap.scheduler:
+        ind = "  "
+        if multi and r.cluster:
+            lines.append("  " + st.label(r.cluster))
+            ind = "    "
+        if r.main_cycle_last_seconds is not None or r.main_cycle_mean_seconds is not None:
+            lines.append(
+                ind
+                + fit("main cycle", 16)
+                + fit(f"last {format_seconds(r.main_cycle_last_seconds)}", 15)
+                + f"mean {format_seconds(r.main_cycle_mean_seconds)}"
+            )
+        if any(v is not None for v in (r.backfill_cycle_last_seconds, r.backfill_cycle_mean_seconds)):
+            depth = "" if r.backfill_last_depth is None else f"depth {format_number(r.backfill_last_depth)}"
+            lines.append(
+                ind
+                + fit("backfill cycle", 16)
+                + fit(f"last {format_seconds(r.backfill_cycle_last_seconds)}", 15)
+                + fit(f"mean {format_seconds(r.backfill_cycle_mean_seconds)}", 15)
+                + depth
+            )
+        queues = [("agent", r.agent_queue_size), ("DBD agent", r.dbd_agent_queue_size)]
+        if any(v is not None for _, v in queues) or r.server_threads is not None:
+            dbd = f"DBD agent {format_number(r.dbd_agent_queue_size)}"
+            # the DBD queue grows while slurmdbd or its database is unreachable (catalog help, sdiag(1))
+            dbd = st.yellow(fit(dbd, 15)) if (r.dbd_agent_queue_size or 0) > 0 else fit(dbd, 15)
+            lines.append(
+                ind
+                + fit("queues", 16)
+                + fit(f"agent {format_number(r.agent_queue_size)}", 15)
+                + dbd
+                + f"server threads {format_number(r.server_threads)}"
+            )
+        jobs = [
+            ("submitted", r.jobs_submitted),
+            ("started", r.jobs_started),
+            ("completed", r.jobs_completed),
+            ("canceled", r.jobs_canceled),
+            ("failed", r.jobs_failed),
+        ]
+        if any(v is not None for _, v in jobs):
+            if r.stats_reset_timestamp is None:
+                since = "the statistics reset"
+            else:
+                fmt = "%H:%M UTC" if _utc_day(r.stats_reset_timestamp) == _utc_day(snap.time) else "%Y-%m-%d %H:%M UTC"
+                since = _time.strftime(fmt, _time.gmtime(r.stats_reset_timestamp))
+            parts = []
+            for name, v in jobs:
+                if v is None:
+                    continue
+                text = f"{name} {format_count(v)}"
+                parts.append(st.yellow(text) if name == "failed" and v > 0 else text)
+            lines.append(ind + f"jobs since {since}: " + ", ".join(parts))
+    return lines
+
+
+def _utc_day(t: float) -> tuple[int, int, int]:
+    g = _time.gmtime(t)
+    return g.tm_year, g.tm_mon, g.tm_mday
+
+
+def _render_jobs(snap: StatusSnapshot, width: int, st: _Style) -> list[str]:
+    if not snap.job_counts and not snap.near_oom:
+        return _optional_failed(snap, "jobs", "Running jobs:", st)
+    lines = [st.bold("Running jobs:")]
+    multi = len(snap.clusters) > 1
+    for c in snap.job_counts:
+        who = f"{st.label(c.cluster)}: " if multi and c.cluster else ""
+        lines.append(
+            f"  {who}{format_count(c.jobs)} running job{'s' if round(c.jobs) != 1 else ''} on {c.busy_nodes} of"
+            f" {c.nodes} node{'s' if c.nodes != 1 else ''} (a job on several nodes counts on each)"
+        )
+    if snap.near_oom:
+        lines.append("  nearest their memory limit (charged memory, page cache included, / cgroup limit):")
+        job_w = min(14, max(6, max(display_width(st.label(r.job_id)) for r in snap.near_oom)))
+        user_w = min(12, max(4, max(display_width(st.label(r.user)) for r in snap.near_oom)))
+        node_w = min(
+            20, max(4, max(display_width(_qualify(st, r.cluster, st.label(r.node), multi)) for r in snap.near_oom))
+        )
+        bar_w = max(5, min(20, width - (4 + job_w + 1 + user_w + 1 + node_w + 2 + 2 + 7 + 2 + 21 + 15)))
+        for r in snap.near_oom:
+            lines.append(
+                "    "
+                + st.fit(st.label(r.job_id), job_w)
+                + " "
+                + st.fit(st.label(r.user), user_w)
+                + " "
+                + st.fit(_qualify(st, r.cluster, st.label(r.node), multi), node_w)
+                + " ["
+                + st.by_ratio(bar(r.ratio, bar_w, st.full, st.empty), r.ratio)
+                + "] "
+                + st.by_ratio(fit(f"{r.ratio * 100:.1f}%", 6, ">"), r.ratio)
+                + f"  {format_bytes(r.usage_bytes)} / {format_bytes(r.limit_bytes)}"
+                + ("" if r.rss_bytes is None else f"  rss {format_bytes(r.rss_bytes)}")
+            )
+    return lines
+
+
+def _render_gpus(snap: StatusSnapshot, width: int, st: _Style, max_rows: int) -> list[str]:
+    rows = snap.gpus
+    if not rows:
+        return _optional_failed(snap, "gpus", "GPUs:", st)
+    multi = len(snap.clusters) > 1
+    node_w = min(24, max(5, max(display_width(_qualify(st, r.cluster, st.label(r.node), multi)) for r in rows)))
+    deg = "C" if st.ascii_only else "°C"
+    lines = [
+        st.bold("GPUs:"),
+        st.dim(
+            "  "
+            + fit("node", node_w)
+            + f" {'GPUs':>4} {'util':>5} {'memory used / total':>21} {'mem':>5} {'temp':>6} {'jobs':>5}  throttled"
+        ),
+    ]
+
+    def row(
+        name: str,
+        gpus: int | None,
+        util: float | None,
+        used: float | None,
+        total: float | None,
+        temp: float | None,
+        jobs: int,
+        throttled: int,
+        reasons: tuple[str, ...],
+    ) -> str:
+        mem_ratio = used / total if used is not None and total else None
+        mem = f"{format_bytes(used)} / {format_bytes(total)}" if total is not None else "-"
+        thr = "-"
+        if throttled:
+            thr = st.yellow(f"{throttled} ({', '.join(st.label(x) for x in reasons)})" if reasons else str(throttled))
+        return (
+            "  "
+            + st.fit(name, node_w)
+            + f" {'?' if gpus is None else gpus:>4}"
+            + f" {'-' if util is None else f'{util * 100:.0f}%':>5}"
+            + f" {fit(mem, 21, '>')}"
+            + f" {'-' if mem_ratio is None else f'{mem_ratio * 100:.0f}%':>5}"
+            + f" {'-' if temp is None else f'{temp:.0f}{deg}':>6}"
+            + f" {jobs if gpus is None else f'{jobs}/{gpus}':>5}"
+            + "  "
+            + thr
+        )
+
+    ordered = sorted(rows, key=lambda r: (r.throttled == 0, r.cluster, natural_key(r.node)))
+    shown, hidden = _cap(ordered, max_rows)
+    for r in shown:
+        name = _qualify(st, r.cluster, st.label(r.node), multi)
+        lines.append(
+            row(
+                name,
+                r.gpus,
+                r.utilization_ratio,
+                r.memory_used_bytes,
+                r.memory_total_bytes,
+                r.temperature_max_celsius,
+                r.with_jobs,
+                r.throttled,
+                r.throttle_reasons,
+            )
+        )
+    lines += _more(st, hidden, "GPU node")
+    if len(rows) > 1:
+        counted = [r for r in rows if r.gpus]
+        gpus = sum(r.gpus or 0 for r in rows) if counted else None
+        # mean over GPUs: each node's mean weighted by its GPU count
+        util_rows = [r for r in counted if r.utilization_ratio is not None]
+        weight = sum(r.gpus or 0 for r in util_rows)
+        util = sum((r.utilization_ratio or 0) * (r.gpus or 0) for r in util_rows) / weight if weight else None
+        used = [r.memory_used_bytes for r in rows if r.memory_used_bytes is not None]
+        total = [r.memory_total_bytes for r in rows if r.memory_total_bytes is not None]
+        temps = [r.temperature_max_celsius for r in rows if r.temperature_max_celsius is not None]
+        reasons = tuple(sorted({x for r in rows for x in r.throttle_reasons}))
+        lines.append(
+            st.dim(
+                row(
+                    "total",
+                    gpus,
+                    util,
+                    sum(used) if used else None,
+                    sum(total) if total else None,
+                    max(temps) if temps else None,
+                    sum(r.with_jobs for r in rows),
+                    sum(r.throttled for r in rows),
+                    reasons,
+                )
+            )
+        )
+    return lines
+
+
+def _render_nfs(snap: StatusSnapshot, width: int, st: _Style, max_rows: int) -> list[str]:
+    rows = snap.nfs
+    if not rows:
+        return _optional_failed(snap, "nfs", "NFS:", st)
+    multi = len(snap.clusters) > 1
+
+    def name(r: NfsMountRow) -> str:
+        return _qualify(st, r.cluster, st.label(f"{r.server}:{r.export}"), multi)
+
+    fixed = 2 + 8 + 10 + 13 + 13 + 10 + 8
+    name_w = min(40, max(12, max(display_width(name(r)) for r in rows)), max(12, width - fixed))
+    lines = [
+        st.bold("NFS:"),
+        st.dim(
+            "  "
+            + st.fit("server:export", name_w)
+            + f" {'clients':>7} {'ops/s':>9} {'read':>12} {'write':>12} {'max RTT':>9} {'retrans':>7}"
+        ),
+    ]
+    # busiest first when capped, then shown in server order
+    keep = sorted(rows, key=lambda r: -(r.operations_per_second or 0))
+    shown, hidden = _cap(keep, max_rows)
+    ids = {id(r) for r in shown}
+    for r in rows:
+        if id(r) not in ids:
+            continue
+        rate = [
+            "-" if v is None else f"{format_bytes(v)}/s" for v in (r.read_bytes_per_second, r.write_bytes_per_second)
+        ]
+        rt = r.retransmission_ratio_max
+        retrans = fit("-" if rt is None else f"{rt * 100:.1f}%", 7, ">")
+        lines.append(
+            "  "
+            + st.fit(name(r), name_w)
+            + f" {r.clients:>7} {format_number(r.operations_per_second):>9} {rate[0]:>12} {rate[1]:>12}"
+            + f" {format_seconds(r.rtt_max_seconds):>9} "
+            + (st.yellow(retrans) if rt else retrans)  # any retransmission means lost replies (nfsiostat retrans)
+        )
+    lines += _more(st, hidden, "quieter export")
+    return lines
+
+
+def _render_licenses(snap: StatusSnapshot, width: int, st: _Style, max_rows: int) -> list[str]:
+    if not (snap.licenses or snap.license_daemons or snap.license_expiring):
+        return _optional_failed(snap, "licenses", "Licenses:", st)
+    multi = len(snap.clusters) > 1
+    lines = [st.bold("Licenses:")]
+    for kind, title in (("server", "license servers"), ("vendor", "vendor daemons")):
+        ds = [d for d in snap.license_daemons if d.kind == kind]
+        if not ds:
+            continue
+        down = [d for d in ds if not d.up]
+        if not down:
+            lines.append(f"  {title}: {len(ds)} up")
+            continue
+        names = ", ".join(
+            _qualify(
+                st, d.cluster, f"{st.label(d.server)} ({st.label(d.name)})" if d.name else st.label(d.server), multi
+            )
+            for d in down[:5]
+        )
+        more = f" +{len(down) - 5}" if len(down) > 5 else ""
+        lines.append(f"  {title}: {len(ds) - len(down)} up, " + st.red(f"{len(down)} down: {names}{more}"))
+    rows = snap.licenses
+    if rows:
+
+        def source(r: LicenseRow) -> str:
+            return _qualify(st, r.cluster, "slurm" if r.slurm else st.label(r.server), multi)
+
+        src_w = min(24, max(6, max(display_width(source(r)) for r in rows)))
+        feat_w = min(28, max(7, max(display_width(st.label(r.feature)) for r in rows)))
+        bar_w = max(5, min(20, width - (2 + src_w + 1 + feat_w + 2 + 2 + 15 + 7)))
+        lines.append(
+            st.dim("  " + fit("source", src_w) + " " + fit("feature", feat_w) + " " * (bar_w + 4) + " used of issued")
+        )
+        keep = sorted(rows, key=lambda r: -(r.ratio if r.ratio is not None else -1))
+        shown, hidden = _cap(keep, max_rows)
+        ids = {id(r) for r in shown}
+        for r in rows:
+            if id(r) not in ids:
+                continue
+            ratio = r.ratio
+            pct = "   n/a" if ratio is None else f"{ratio * 100:5.0f}%"
+            lines.append(
+                "  "
+                + st.fit(source(r), src_w)
+                + " "
+                + st.fit(st.label(r.feature), feat_w)
+                + " ["
+                + st.by_ratio(bar(ratio, bar_w, st.full, st.empty), ratio)
+                + "] "
+                + f"{format_count(r.used):>5} of {format_count(r.issued):<6}"
+                + st.by_ratio(pct, ratio)
+            )
+        lines += _more(st, hidden, "less used feature")
+    if snap.license_expiring:
+        first = snap.license_expiring[0]
+        where = f" ({_qualify(st, first.cluster, st.label(first.server), multi)})" if first.server else ""
+        when = (
+            st.red(f"expired {format_age(-first.seconds_left)} ago")
+            if first.seconds_left <= 0
+            else st.yellow(f"in {format_age(first.seconds_left)}")
+        )
+        others = len(snap.license_expiring) - 1
+        lines.append(
+            f"  expiring within {LICENSE_EXPIRY_WINDOW_SECONDS // 86400} days: {st.label(first.feature)}{where} {when}"
+            + (f"; {others} more" if others else "")
+        )
+    return lines
+
+
+def _render_quotas(snap: StatusSnapshot, width: int, st: _Style) -> list[str]:
+    if not snap.quotas and not snap.quota_over:
+        return _optional_failed(snap, "quotas", "Quotas:", st)
+    multi = len(snap.clusters) > 1
+    lines = [st.bold("Quotas:")]
+    filesystems = sorted(
+        {(r.cluster, r.filesystem) for r in snap.quotas} | {(r.cluster, r.filesystem) for r in snap.quota_over}
+    )
+    name_w = min(28, max(10, max((display_width(st.label(f"{r.type} {r.name}")) for r in snap.quotas), default=0)))
+    bar_w = max(5, min(20, width - (4 + name_w + 2 + 2 + 7 + 2 + 23)))
+    for cluster, fs in filesystems:
+        over = [o for o in snap.quota_over if (o.cluster, o.filesystem) == (cluster, fs)]
+        head = "  " + _qualify(st, cluster, st.label(fs), multi)
+        if over:
+            bad = [o for o in over if o.entries > 0]
+            if bad:
+                head += "  " + st.yellow(
+                    "over limit: " + ", ".join(f"{st.label(o.type)} {format_count(o.entries)}" for o in bad)
+                )
+            else:
+                head += "  none over limit"
+        lines.append(head)
+        for r in (q for q in snap.quotas if (q.cluster, q.filesystem) == (cluster, fs)):
+            lines.append(
+                "    "
+                + st.fit(st.label(f"{r.type} {r.name}"), name_w)
+                + " ["
+                + st.by_ratio(bar(r.ratio, bar_w, st.full, st.empty), r.ratio)
+                + "] "
+                + st.by_ratio(fit(f"{r.ratio * 100:.1f}%", 6, ">"), r.ratio)
+                + f"  {format_bytes(r.used_bytes)} / {format_bytes(r.hard_limit_bytes)}"
+            )
+    return lines
+
+
+def _render_health(snap: StatusSnapshot, width: int, st: _Style, max_rows: int) -> list[str]:
+    h = snap.health
+    if h is None and not snap.health_problems:
+        return _optional_failed(snap, "health", "Node health:", st)
+    h = h or HealthCounts()
+    multi = len(snap.clusters) > 1
+    deg = "C" if st.ascii_only else "°C"
+    lines = [st.bold("Node health:")]
+
+    def plural(n: int, word: str) -> str:
+        return f"{n} {word}{'s' if n != 1 else ''}"
+
+    def where(p: HealthProblem) -> str:
+        return _qualify(st, p.cluster, st.label(p.node), multi)
+
+    def block(kind: str, checked: bool, head: str, ok: str, bad: str, text: Callable[[HealthProblem], str]) -> None:
+        """``head, ok`` when nothing is wrong; else ``head, <n> bad`` and one red line per problem."""
+        ps = [p for p in snap.health_problems if p.kind == kind]
+        if not checked and not ps:
+            return
+        lines.append(f"  {head}, " + (f"{len(ps)} {bad}" if ps else ok))
+        shown, hidden = _cap(ps, max_rows)
+        lines.extend("    " + st.red(text(p)) for p in shown)
+        lines.extend(_more(st, hidden, f"{kind} problem"))
+
+    n_hot = sum(1 for p in snap.health_problems if p.kind == "temperature")
+    block(
+        "service",
+        h.services > 0,
+        f"services: {plural(h.services, 'check')} on {plural(h.service_nodes, 'node')}",
+        "all up",
+        "down",
+        lambda p: f"{where(p)}: {st.label(p.subject)} down",
+    )
+    block(
+        "edac",
+        h.edac_nodes > 0,
+        f"EDAC: {plural(h.edac_nodes, 'node')}",
+        "no uncorrectable memory errors",
+        "with uncorrectable memory errors",
+        lambda p: f"{where(p)}: {format_count(p.value)} uncorrectable memory error{'s' if p.value != 1 else ''}",
+    )
+    block(
+        "temperature",
+        h.sensors > 0,
+        f"temperatures: {plural(h.sensors, 'sensor')} on {plural(h.sensor_nodes, 'node')}",
+        "none above its max",
+        f"node{'s' if n_hot != 1 else ''} above a sensor's max",
+        lambda p: (
+            f"{where(p)}: {st.label(p.subject)} {p.value:.1f}{deg}"
+            + ("" if p.limit is None else f" (max {p.limit:.1f}{deg})")
+        ),
+    )
+    block(
+        "unreachable",
+        h.endpoints > 0,
+        f"reachability: {plural(h.endpoints, 'endpoint')}",
+        "all reachable",
+        "unreachable",
+        lambda p: (
+            f"{_qualify(st, p.cluster, st.label(p.subject), multi)} {st.label(p.detail)} unreachable"
+            + (f" ({st.label(p.reason)})" if p.reason else "")
+        ),
+    )
+    return lines
+
+
 def render(
     snapshot: StatusSnapshot, width: int = 100, color: bool = False, *, max_rows: int = 40, ascii_only: bool = False
 ) -> str:
@@ -964,7 +2093,8 @@ def render(
         width: terminal columns; no output line is wider (lines are cut with an ellipsis). At least 40 is used.
         color: emit ANSI SGR colours (usage bands, down/drain states).
         max_rows: at most this many filesystem and node rows (fullest filesystems and problem nodes kept
-            first); 0 shows all.
+            first), and as many rows of each list of the optional sections (GPU nodes, NFS exports, license
+            features, node-health problems of one kind); 0 shows all.
         ascii_only: use ASCII glyphs for bars and rules (terminals that cannot show UTF-8).
 
     Returns:
@@ -979,8 +2109,17 @@ def render(
         _render_queue(snapshot, width, st),
         _render_nodes(snapshot, width, st, max_rows),
         _render_finished(snapshot, width, st),
+        # the optional sections: an empty list (not printed) where their collectors report nothing
+        _render_scheduler(snapshot, width, st),
+        _render_jobs(snapshot, width, st),
+        _render_gpus(snapshot, width, st, max_rows),
+        _render_nfs(snapshot, width, st, max_rows),
+        _render_licenses(snapshot, width, st, max_rows),
+        _render_quotas(snapshot, width, st),
+        _render_health(snapshot, width, st, max_rows),
         _render_collectors(snapshot, width, st),
     ]
+    sections = [sec for sec in sections if sec]
     lines: list[str] = []
     for i, sec in enumerate(sections):
         if i:

@@ -9,7 +9,7 @@ by SLURM (an unkillable process after a cancelled job, a failed epilog). The che
 **Stuck running jobs** are not computed here: ``nomade_job_usage_cpu_idle_seconds`` (job_usage collector) is
 the per-job signal, and an alert rule compares it to a threshold. ``COMPLETING`` for too long is a controller
 figure (squeue) and job-array health a sacct figure: see :mod:`nomade.exporter.parsers.job_arrays` and the
-``ARRAY_METRICS`` / :func:`add_array_health` helpers below, meant for the accounting collector.
+array-health figures that the accounting collector (:mod:`nomade.exporter.collectors.slurm_accounting`) exports.
 
 **Leftover local scratch** (background, option ``scratch_dirs``, off when empty): entries of each scratch root
 whose name matches ``scratch_pattern`` (default
@@ -40,7 +40,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..metrics import MetricSet, MetricSpec
-from ..parsers.job_arrays import array_health
 from ..parsers.job_hygiene import (
     DEFAULT_SCRATCH_PATTERN,
     FileEntry,
@@ -49,40 +48,8 @@ from ..parsers.job_hygiene import (
     slurmstepd_job,
     stale_summary,
 )
-from ..parsers.sacct import SacctJob
 from .base import Collector, CollectorContext
 from .job_usage import SLURMSTEPD_COMM, find_job_cgroups, list_job_pids, pid_comm, user_name
-
-# ------------------------------------------------------------------------ array health (for slurm_accounting)
-
-ARRAY_METRICS = (
-    MetricSpec(
-        "nomade_job_hygiene_array_failed_ratio",
-        "gauge",
-        "Share of an array's finished, not cancelled tasks that failed (sacct window).",
-        ("array_job_id",),
-        "ratio",
-    ),
-    MetricSpec(
-        "nomade_job_hygiene_array_tasks",
-        "gauge",
-        "Finished tasks of a job array in the sacct window, by outcome (succeeded, failed, cancelled).",
-        ("array_job_id", "outcome"),
-    ),
-)
-"""Declarations for the array-health figures; the accounting collector adds them to its ``metrics``."""
-
-
-def add_array_health(out: MetricSet, jobs: list[SacctJob], min_tasks: int = 2) -> None:
-    """Fill :data:`ARRAY_METRICS` from parsed sacct records.
-
-    Arrays with fewer than ``min_tasks`` finished tasks are left out to bound the label set.
-    """
-    for a in array_health(jobs, min_tasks=min_tasks):
-        out.add("nomade_job_hygiene_array_failed_ratio", a.failed_ratio, array_job_id=a.array_job_id)
-        for outcome, n in (("succeeded", a.succeeded), ("failed", a.failed), ("cancelled", a.cancelled)):
-            out.add("nomade_job_hygiene_array_tasks", n, array_job_id=a.array_job_id, outcome=outcome)
-
 
 # ------------------------------------------------------------------------------------------- scanning
 

@@ -45,6 +45,7 @@ from typing import ClassVar
 
 from ..accounting_store import AccountingStore, Labels, Observation, StoreError, labels_of
 from ..metrics import MetricSet, MetricSpec
+from ..parsers.job_arrays import ArrayHealth, array_health
 from ..parsers.sacct import SACCT_DELIMITER, SACCT_FIELDS, SacctJob, parse_sacct
 from ..parsers.slurm_outcome import STATE_CODES, TERMINAL_STATES
 from ..parsers.slurm_units import gc_paused
@@ -122,6 +123,36 @@ def _per_job_values(j: SacctJob, cpu_eff: float | None, mem_eff: float | None) -
         cpu_eff,
         mem_eff,
     )
+
+
+ARRAY_METRICS = (
+    MetricSpec(
+        "nomade_job_hygiene_array_failed_ratio",
+        "gauge",
+        "Share of an array's finished, not cancelled tasks that failed (sacct window).",
+        ("array_job_id",),
+        "ratio",
+    ),
+    MetricSpec(
+        "nomade_job_hygiene_array_tasks",
+        "gauge",
+        "Finished tasks of a job array in the sacct window, by outcome (succeeded, failed, cancelled).",
+        ("array_job_id", "outcome"),
+    ),
+)
+"""Declarations of the job-array health figures (share of failed tasks per array), computed from sacct."""
+
+
+ARRAY_MIN_TASKS = 2
+"""Arrays with fewer finished tasks in the window are left out, which bounds the ``array_job_id`` label set."""
+
+
+def add_array_health(out: MetricSet, arrays: list[ArrayHealth]) -> None:
+    """Fill :data:`ARRAY_METRICS` from :func:`~nomade.exporter.parsers.job_arrays.array_health` results."""
+    for a in arrays:
+        out.add("nomade_job_hygiene_array_failed_ratio", a.failed_ratio, array_job_id=a.array_job_id)
+        for outcome, n in (("succeeded", a.succeeded), ("failed", a.failed), ("cancelled", a.cancelled)):
+            out.add("nomade_job_hygiene_array_tasks", n, array_job_id=a.array_job_id, outcome=outcome)
 
 
 def dedup_key(job: SacctJob) -> str:
@@ -211,6 +242,8 @@ class _Prepared:
                 series[i] = _JobSeries(i, j, cls, cpu_eff, mem_eff)
         self.ends_sorted = sorted(end_of[i] for i in known)
         self.min_end = self.ends_sorted[0] if self.ends_sorted else math.inf
+        # Job-array health over the same records (bounded: arrays with at least ARRAY_MIN_TASKS finished tasks).
+        self.arrays = array_health(jobs, min_tasks=ARRAY_MIN_TASKS)
         self.series_top = [series[i] for i in top]
         self.series_no_end = [series[i] for i in self.no_end if i in series]
         self._cache: tuple[int, dict[str, dict[tuple[str, ...], float]]] | None = None
@@ -317,6 +350,7 @@ class SlurmAccountingCollector(Collector):
         MetricSpec(
             "nomade_slurm_accounting_window_seconds", "gauge", "Length of the sacct lookback window.", (), "seconds"
         ),
+        *ARRAY_METRICS,
     )
 
     def __init__(self, ctx: CollectorContext) -> None:
@@ -402,6 +436,7 @@ class SlurmAccountingCollector(Collector):
             for labels, (buckets, total, count) in children.items():
                 out.histogram(h, buckets, total, count, **dict(labels))
 
+        add_array_health(out, prep.arrays)
         window = prep.window_size(window_start)
         out.add("nomade_slurm_accounting_window_jobs", window)
         out.add("nomade_slurm_accounting_window_seconds", self.lookback)

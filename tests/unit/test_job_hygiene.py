@@ -11,7 +11,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from nomade.exporter.collectors.base import CollectorContext
-from nomade.exporter.collectors.job_hygiene import ARRAY_METRICS, JobHygieneCollector, add_array_health
+from nomade.exporter.collectors.job_hygiene import JobHygieneCollector
+from nomade.exporter.collectors.slurm_accounting import ARRAY_METRICS, add_array_health
 from nomade.exporter.metrics import MetricSet
 from nomade.exporter.parsers.job_arrays import array_health, array_task_id
 from nomade.exporter.parsers.job_hygiene import (
@@ -194,7 +195,7 @@ def test_array_health_metrics_from_lab_sacct():
     text = (OWN_FIXTURES / "sacct" / "handwritten-22.05-steps-arrays-hetjobs.txt").read_bytes()
     jobs = parse_sacct(text, fields=SACCT_FIELDS).records
     out = MetricSet(ARRAY_METRICS)
-    add_array_health(out, jobs, min_tasks=1)
+    add_array_health(out, array_health(jobs, min_tasks=1))
     expected = array_health(jobs)
     assert [a.array_job_id for a in expected] == ["1010"]
     assert (expected[0].finished, expected[0].succeeded, expected[0].failed_ratio) == (2, 2, 0.0)

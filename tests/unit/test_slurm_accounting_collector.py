@@ -362,3 +362,47 @@ def test_requeued_job_counts_each_record_once(tmp_path):
     assert fin(out, "compute", "completed", "success") == 5  # the rerun is a new outcome
     out = collect(c)
     assert fin(out, "compute", "completed", "success") == 5
+
+
+def test_job_array_health_comes_with_the_accounting_figures(tmp_path):
+    from nomade.exporter.collectors.base import CollectorContext
+    from nomade.exporter.collectors.slurm_accounting import SlurmAccountingCollector
+    from nomade.exporter.parsers.sacct import SACCT_DELIMITER as D
+
+    def line(raw, jid, state, exit_code):
+        return D.join(
+            [raw, jid, "alice", "physics", "compute", state, exit_code, "0:0", "2024-05-01T10:00:00"]
+            + ["2024-05-01T10:00:05", "2024-05-01T10:01:05", "00:01:00", "01:00:00", "1", "1", "1G", ""]
+            + ["00:00:30", "cpu=1", "cpu=1", "1", "c01", "arr"]
+        )
+
+    text = "\n".join(
+        [
+            line("501", "500_1", "COMPLETED", "0:0"),
+            line("502", "500_2", "FAILED", "1:0"),
+            line("503", "500_3", "OUT_OF_MEMORY", "0:125"),
+            line("504", "500_4", "CANCELLED by 1001", "0:0"),
+            line("600", "600", "FAILED", "1:0"),
+        ]
+    )
+
+    class Runner:
+        def run(self, argv, *, timeout=None, ttl=None):
+            from nomade.exporter.runner import CommandResult
+
+            return CommandResult(tuple(argv), text + "\n", "", 0.0, 0.0)
+
+    from nomade.exporter.parsers.slurm_units import parse_timestamp
+
+    now = parse_timestamp("2024-05-01T10:05:00")
+    col = SlurmAccountingCollector(CollectorContext(runner=Runner(), state_dir=tmp_path, clock=lambda: now))
+    out = col.new_set()
+    col.collect(out)
+    col.close()
+    assert col.parse_errors == 0
+    assert out.samples("nomade_job_hygiene_array_failed_ratio") == {("500",): 2 / 3}
+    assert out.samples("nomade_job_hygiene_array_tasks") == {
+        ("500", "succeeded"): 1.0,
+        ("500", "failed"): 2.0,
+        ("500", "cancelled"): 1.0,
+    }

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import shutil
 import socket
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -19,14 +21,27 @@ from nomade.cli.status import (
     CollectorRow,
     FilesystemRow,
     FinishedRow,
+    GpuNodeRow,
+    HealthCounts,
+    HealthProblem,
+    JobCountRow,
+    JobMemoryRow,
+    LicenseDaemonRow,
+    LicenseExpiryRow,
+    LicenseRow,
+    NfsMountRow,
     NodeRow,
     QueueRow,
+    QuotaOverRow,
+    QuotaRow,
+    SchedulerRow,
     StatusSnapshot,
     bar,
     display_width,
     fit,
     format_age,
     format_bytes,
+    format_seconds,
     gather,
     render,
     sanitize,
@@ -50,9 +65,28 @@ def _load_fake():
 fakeprom = _load_fake()
 
 
-def cluster_routes() -> dict:
+# Series of a small cluster with every optional source, and the answer each optional query gives on them
+# (worked out by hand, checked against promtool below).
+SOURCES = json.loads((PROM_FIXTURES / "status_sources.json").read_text())
+OPTIONAL = ["scheduler", "jobs", "gpus", "nfs", "licenses", "quotas", "health"]
+PROMTOOL = shutil.which("promtool")
+
+
+def optional_routes(cluster: str | None = None, sections=OPTIONAL) -> dict:
+    """Canned answers of the optional queries (an empty vector for a section not in ``sections``)."""
+    qs = status_queries(cluster)
+    return {
+        qs[sec]: [(200, fakeprom.vector(*((lb, v) for lb, v in SOURCES["answers"][sec])) if sec in sections
+                   else fakeprom.vector())]
+        for sec in OPTIONAL
+    }  # fmt: skip
+
+
+def cluster_routes(sections=OPTIONAL) -> dict:
     canned = json.loads((PROM_FIXTURES / "status_cluster.json").read_text())
-    return {expr: [(200, body)] for expr, body in canned.items()}
+    routes = {expr: [(200, body)] for expr, body in canned.items()}
+    routes.update(optional_routes(sections=sections))
+    return routes
 
 
 def closed_port_url() -> str:
@@ -374,7 +408,7 @@ def test_gather_issues_one_query_per_family_at_one_time():
         c = PrometheusClient(fake.url)
         snap = gather(c, now=T)
     assert sorted(fake.queries()) == sorted(status_queries().values())
-    assert snap.queries == 6 and c.queries_issued == 6
+    assert snap.queries == 13 and c.queries_issued == 13
     assert {p["time"] for _, p in fake.requests} == {"1718000000"}
     assert snap.errors == {}
     assert snap.clusters == ("hpc1",)
@@ -460,13 +494,17 @@ def test_gather_with_cluster_filter_sends_matchers():
     with fakeprom.FakePrometheus({}) as fake:
         snap = gather(PrometheusClient(fake.url), now=T, cluster='hp"c')
     # the fake knows none of the filtered expressions: every section is a rejected query, no exception
-    assert set(snap.errors) == {"filesystems", "queue", "nodes", "finished", "collectors"}
+    assert set(snap.errors) == {"filesystems", "queue", "nodes", "finished", "collectors", *OPTIONAL}
     sent = fake.queries()
     assert (
         '{__name__=~"nomade_slurm_queue_jobs|nomade_slurm_queue_oldest_pending_age_seconds|'
         'nomade_slurm_partition_info", cluster="hp\\"c"}' in sent
     )
     assert any('increase(nomade_slurm_job_finished_total{cluster="hp\\"c"}[1h])' in q for q in sent)
+    # every selector of the optional sections carries the matcher too
+    gpus = status_queries('hp"c')["gpus"]
+    assert 'nomade_gpu_utilization_ratio{engine="gpu", cluster="hp\\"c"}' in gpus
+    assert gpus.count("nomade_gpu_") == gpus.count('cluster="hp\\"c"')
 
 
 def test_gather_raises_when_prometheus_is_unreachable():
@@ -482,7 +520,7 @@ def test_gather_end_to_end_render_against_fixture():
     assert line_with(out, "c2 ", "IDLE+DRAIN")
     assert '    └─ Reason: GPU "memory" errors - investigating (root)' in lines_of(out)
     # /home, 10 TiB, 2.5 TiB avail and free: 75.0 % used
-    assert line_with(out, "/home ").endswith(" 75.0%  7.5 TiB / 10.0 TiB")
+    assert line_with(out, "/home ", "nfs4").endswith(" 75.0%  7.5 TiB / 10.0 TiB")
     assert line_with(out, "  slurm_accounting ").split()[:3] == ["slurm_accounting", "DOWN", "0/1"]
 
 
@@ -524,7 +562,7 @@ def test_cli_status_url_from_environment(capsys, monkeypatch):
         monkeypatch.setenv("NOMADE_PROMETHEUS_URL", fake.url)
         rc = cli_main.main(["status", "--width", "90"])
     assert rc == 0
-    assert len(fake.requests) == 6
+    assert len(fake.requests) == 13
     assert "Nodes:" in capsys.readouterr().out
 
 
@@ -567,3 +605,507 @@ def test_gather_queue_accepts_lower_case_states():
         ("debug", 2, 5, 1, None)
     ]
     assert snap.nodes == [] and snap.errors == {}
+
+
+# -- the optional sections' PromQL, evaluated by promtool over a small synthetic cluster --------------------------
+
+
+def _promql_labels(labels: dict) -> str:
+    return "{" + ", ".join(f"{k}={json.dumps(v)}" for k, v in sorted(labels.items())) + "}"
+
+
+def _promtool_value(v) -> str:
+    return str(v) if isinstance(v, str) else repr(float(v))
+
+
+@pytest.mark.skipif(PROMTOOL is None, reason="promtool (Prometheus) is not installed")
+@pytest.mark.parametrize("section", OPTIONAL)
+def test_optional_query_gives_the_hand_computed_answer_in_promtool(tmp_path, section):
+    # promtool evaluates the real expression over the fixture's series and compares every sample (labels and
+    # value) with the answer worked out by hand, which the gather tests below then fold
+    t = SOURCES["eval_time_seconds"]
+    test = {
+        "rule_files": [],
+        "evaluation_interval": "1m",
+        "tests": [
+            {
+                "interval": "1m",
+                "input_series": [
+                    {"series": s, "values": f"{_promtool_value(v)}+0x{t // 60}"} for s, v in SOURCES["series"]
+                ],
+                "promql_expr_test": [
+                    {
+                        "expr": status_queries()[section],
+                        "eval_time": f"{t}s",
+                        "exp_samples": [
+                            {"labels": _promql_labels(lb), "value": float(v)} for lb, v in SOURCES["answers"][section]
+                        ],
+                    }
+                ],
+            }
+        ],
+    }
+    path = tmp_path / "status_test.yml"
+    path.write_text(json.dumps(test))  # JSON is YAML
+    res = subprocess.run([PROMTOOL, "test", "rules", str(path)], capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, res.stdout + res.stderr
+
+
+# -- optional sections: render ------------------------------------------------------------------------------------
+
+OPTIONAL_TITLES = ("Scheduler:", "Running jobs:", "GPUs:", "NFS:", "Licenses:", "Quotas:", "Node health:")
+
+
+def opt_snapshot(**kw) -> StatusSnapshot:
+    """The core snapshot plus every optional section."""
+    base = dict(
+        scheduler=[SchedulerRow("hpc1", 0.00125, 0.00085, 0.0352, 0.0201, 12, 0, 3, 5, 120, 118, 100, 2, 1, T - 3600)],
+        job_counts=[JobCountRow("hpc1", 41, 14, 12)],
+        near_oom=[
+            JobMemoryRow("12345", "c3", 0.96, "alice", 0.96 * 32 * GiB, 32 * GiB, 29 * GiB, "hpc1"),
+            JobMemoryRow("12399_4", "c4", 0.5, "bob", 8 * GiB, 16 * GiB, None, "hpc1"),
+        ],
+        gpus=[
+            GpuNodeRow("gpu01", "hpc1", 4, 0.63, 120 * GiB, 320 * GiB, 78, 1, ("hw_thermal_slowdown",), 3),
+            GpuNodeRow("gpu02", "hpc1", 8, 0.1, 16 * GiB, 640 * GiB, 40, 0, (), 0),
+        ],
+        nfs=[
+            NfsMountRow("nfs01", "/export/home", "hpc1", 12, 1234.5, 12.5 * 2**20, 1.5 * 2**20, 0.00345, 0.0),
+            NfsMountRow("nfs02", "/export/scratch", "hpc1", 3, 12, 0, 0, None, 0.021),
+        ],
+        licenses=[
+            LicenseRow("fluent", 3, 4, slurm=True, cluster="hpc1"),
+            LicenseRow("cfd_base", 12, 25, "27000@lic1", "ansyslmd", cluster="hpc1"),
+        ],
+        license_daemons=[
+            LicenseDaemonRow("27000@lic1", "lic1", "server", True, "hpc1"),
+            LicenseDaemonRow("27000@lic3", "lic3", "server", False, "hpc1"),
+            LicenseDaemonRow("27000@lic1", "ansyslmd", "vendor", True, "hpc1"),
+        ],
+        license_expiring=[
+            LicenseExpiryRow("cfd_base", 12 * 86400 + 3 * 3600, "27000@lic1", "ansyslmd", "hpc1"),
+            LicenseExpiryRow("mesher", 20 * 86400, "27000@lic1", "ansyslmd", "hpc1"),
+        ],
+        quotas=[
+            QuotaRow("/home", "user", "alice", 0.975, 9.75 * GiB, 10 * GiB, "hpc1"),
+            QuotaRow("/home", "group", "chem", 0.5, 50 * GiB, 100 * GiB, "hpc1"),
+        ],
+        quota_over=[QuotaOverRow("/home", "user", 2, "hpc1"), QuotaOverRow("/home", "group", 0, "hpc1")],
+        health=HealthCounts(services=20, service_nodes=10, edac_nodes=4, sensors=38, sensor_nodes=4, endpoints=3),
+        health_problems=[
+            HealthProblem("service", "c3", "slurmd", cluster="hpc1"),
+            HealthProblem("edac", "c7", value=12, cluster="hpc1"),
+            HealthProblem("temperature", "c9", "coretemp Package id 0", value=92, limit=85, cluster="hpc1"),
+            HealthProblem("unreachable", "", "slurmdbd", "10.0.0.2:6819", "refused", cluster="hpc1"),
+        ],
+    )
+    base.update(kw)
+    return snapshot(**base)
+
+
+def section(text: str, title: str) -> list[str]:
+    """The lines of one section, title included, up to the blank line that ends it."""
+    ls = lines_of(text)
+    i = ls.index(title)
+    j = ls.index("", i) if "" in ls[i:] else len(ls)
+    return ls[i:j]
+
+
+def test_render_optional_sections_absent_without_data():
+    out = render(snapshot(), width=100)
+    for title in OPTIONAL_TITLES:
+        assert title not in lines_of(out)
+    titles = [ln for ln in lines_of(out) if ln.endswith(":") and not ln.startswith(" ")]
+    assert titles == ["Filesystems:", "Queue:", "Nodes:", "Finished jobs:", "Collectors:"]
+
+
+def test_render_optional_sections_in_order_before_collectors():
+    out = render(opt_snapshot(), width=100)
+    titles = [ln for ln in lines_of(out) if ln.endswith(":") and not ln.startswith(" ")]
+    assert titles == ["Filesystems:", "Queue:", "Nodes:", "Finished jobs:", *OPTIONAL_TITLES, "Collectors:"]
+
+
+def test_render_scheduler_cycles_queues_and_jobs_since_reset():
+    sec = section(render(opt_snapshot(), width=100), "Scheduler:")
+    # the statistics were reset an hour before T (2024-06-10 06:13:20 UTC): same UTC day, time only
+    assert sec[1:] == [
+        "  main cycle      last 1.25ms    mean 0.85ms",
+        "  backfill cycle  last 35.2ms    mean 20.1ms    depth 12",
+        "  queues          agent 0        DBD agent 3    server threads 5",
+        "  jobs since 05:13 UTC: submitted 120, started 118, completed 100, canceled 2, failed 1",
+    ]
+
+
+def test_render_scheduler_partial_and_old_reset():
+    row = SchedulerRow("hpc1", main_cycle_last_seconds=2.5, jobs_submitted=7, stats_reset_timestamp=T - 2 * 86400)
+    sec = section(render(snapshot(scheduler=[row]), width=100), "Scheduler:")
+    assert sec[1:] == [
+        "  main cycle      last 2.5s      mean -",
+        "  jobs since 2024-06-08 06:13 UTC: submitted 7",
+    ]
+
+
+def test_render_scheduler_colours_dbd_backlog_and_failed_jobs():
+    out = render(opt_snapshot(), width=100, color=True)
+    assert "\x1b[33mDBD agent 3" in out
+    assert "\x1b[33mfailed 1\x1b[0m" in out
+    calm = SchedulerRow("hpc1", dbd_agent_queue_size=0, agent_queue_size=0, server_threads=3, jobs_failed=0)
+    assert "\x1b[33m" not in "\n".join(
+        section(render(snapshot(scheduler=[calm]), color=True), "\x1b[1mScheduler:\x1b[0m")
+    )
+
+
+def test_render_running_jobs_near_oom():
+    sec = section(render(opt_snapshot(), width=100), "Running jobs:")
+    assert sec[1] == "  41 running jobs on 12 of 14 nodes (a job on several nodes counts on each)"
+    assert sec[2] == "  nearest their memory limit (charged memory, page cache included, / cgroup limit):"
+    first = sec[3]
+    assert first.split()[:3] == ["12345", "alice", "c3"]
+    assert first.endswith("  96.0%  30.7 GiB / 32.0 GiB  rss 29.0 GiB")
+    inner = first[first.index("[") + 1 : first.index("]")]
+    assert inner.count("█") == round(0.96 * len(inner))
+    assert sec[4].split()[:3] == ["12399_4", "bob", "c4"]
+    assert sec[4].endswith("  50.0%  8.0 GiB / 16.0 GiB")  # rss unknown: not shown
+
+
+def test_render_gpus_per_node_and_total():
+    sec = section(render(opt_snapshot(), width=100), "GPUs:")
+    assert sec[1].split() == [
+        "node",
+        "GPUs",
+        "util",
+        "memory",
+        "used",
+        "/",
+        "total",
+        "mem",
+        "temp",
+        "jobs",
+        "throttled",
+    ]
+    assert sec[2].split() == [
+        "gpu01", "4", "63%", "120.0", "GiB", "/", "320.0", "GiB", "38%", "78°C", "3/4", "1", "(hw_thermal_slowdown)"
+    ]  # fmt: skip
+    assert sec[3].split() == ["gpu02", "8", "10%", "16.0", "GiB", "/", "640.0", "GiB", "2%", "40°C", "0/8", "-"]
+    # utilisation weighted by GPUs: (0.63 x 4 + 0.1 x 8) / 12 = 27.7 %
+    assert sec[4].split() == [
+        "total", "12", "28%", "136.0", "GiB", "/", "960.0", "GiB", "14%", "78°C", "3/12", "1", "(hw_thermal_slowdown)"
+    ]  # fmt: skip
+
+
+def test_render_gpus_throttled_first_and_capped():
+    rows = [GpuNodeRow(f"gpu{i:02d}", "hpc1", 4, 0.5, None, None, None) for i in range(1, 6)]
+    rows.append(GpuNodeRow("gpu09", "hpc1", 4, 0.9, None, None, 90, 2, ("hw_slowdown", "sw_thermal_slowdown"), 4))
+    sec = section(render(snapshot(gpus=rows), width=100, max_rows=3), "GPUs:")
+    assert [ln.split()[0] for ln in sec[2:6]] == ["gpu09", "gpu01", "gpu02", "…"]
+    assert sec[5] == "    … 3 more GPU nodes"
+    assert sec[2].endswith("  2 (hw_slowdown, sw_thermal_slowdown)")
+    assert sec[3].split()[4:] == ["-", "-", "0/4", "-"]  # memory and temperature unknown, no job
+    assert sec[6].split()[:3] == ["total", "24", "57%"]  # (0.5 x 20 + 0.9 x 4) / 24
+
+
+def test_render_nfs_exports():
+    sec = section(render(opt_snapshot(), width=100), "NFS:")
+    assert sec[1].split() == ["server:export", "clients", "ops/s", "read", "write", "max", "RTT", "retrans"]
+    assert sec[2].split() == ["nfs01:/export/home", "12", "1,234", "12.5", "MiB/s", "1.5", "MiB/s", "3.45ms", "0.0%"]
+    assert sec[3].split() == ["nfs02:/export/scratch", "3", "12", "0", "B/s", "0", "B/s", "-", "2.1%"]
+    colored = render(opt_snapshot(), width=100, color=True)
+    assert "\x1b[33m   2.1%\x1b[0m" in colored  # retransmissions stand out
+    assert "\x1b[33m   0.0%" not in colored
+
+
+def test_render_licenses_daemons_features_and_expiry():
+    sec = section(render(opt_snapshot(), width=100), "Licenses:")
+    assert sec[1] == "  license servers: 1 up, 1 down: 27000@lic3 (lic3)"
+    assert sec[2] == "  vendor daemons: 1 up"
+    assert sec[3].split() == ["source", "feature", "used", "of", "issued"]
+    assert sec[4].split()[:2] == ["slurm", "fluent"] and sec[4].endswith("   3 of 4        75%")
+    assert sec[5].split()[:2] == ["27000@lic1", "cfd_base"] and sec[5].endswith("  12 of 25       48%")
+    assert sec[6] == "  expiring within 30 days: cfd_base (27000@lic1) in 12d03h; 1 more"
+    assert len(sec) == 7
+
+
+def test_render_licenses_expired_and_slurm_only():
+    snap = snapshot(
+        licenses=[LicenseRow("fluent", 0, 4, slurm=True)],
+        license_expiring=[LicenseExpiryRow("old", -2 * 86400, "1055@rlm", "isv")],
+    )
+    sec = section(render(snap, width=100, color=True), "\x1b[1mLicenses:\x1b[0m")
+    assert sec[1].startswith("\x1b[2m  source ")
+    assert sec[2].startswith("  slurm  fluent ") and sec[2].endswith("  0 of 4     \x1b[32m    0%\x1b[0m")
+    assert sec[3] == "  expiring within 30 days: old (1055@rlm) \x1b[31mexpired 2d00h ago\x1b[0m"
+
+
+def test_render_quotas_nearest_hard_limit_and_over_counts():
+    sec = section(render(opt_snapshot(), width=100), "Quotas:")
+    assert sec[1] == "  /home  over limit: user 2"
+    assert sec[2].startswith("    user alice ") and sec[2].endswith("  97.5%  9.8 GiB / 10.0 GiB")
+    assert sec[3].startswith("    group chem ") and sec[3].endswith("  50.0%  50.0 GiB / 100.0 GiB")
+    calm = snapshot(quota_over=[QuotaOverRow("/scratch", "user", 0)])
+    assert section(render(calm, width=100), "Quotas:")[1:] == ["  /scratch  none over limit"]
+
+
+def test_render_node_health_problems():
+    sec = section(render(opt_snapshot(), width=100), "Node health:")
+    assert sec[1:] == [
+        "  services: 20 checks on 10 nodes, 1 down",
+        "    c3: slurmd down",
+        "  EDAC: 4 nodes, 1 with uncorrectable memory errors",
+        "    c7: 12 uncorrectable memory errors",
+        "  temperatures: 38 sensors on 4 nodes, 1 node above a sensor's max",
+        "    c9: coretemp Package id 0 92.0°C (max 85.0°C)",
+        "  reachability: 3 endpoints, 1 unreachable",
+        "    slurmdbd 10.0.0.2:6819 unreachable (refused)",
+    ]
+    assert "\x1b[31mc3: slurmd down\x1b[0m" in render(opt_snapshot(), width=100, color=True)
+
+
+def test_render_node_health_all_fine_lists_only_what_was_checked():
+    snap = snapshot(health=HealthCounts(services=2, service_nodes=1, endpoints=2))
+    assert section(render(snap, width=100), "Node health:")[1:] == [
+        "  services: 2 checks on 1 node, all up",
+        "  reachability: 2 endpoints, all reachable",
+    ]
+
+
+def test_render_node_health_caps_problems_per_kind():
+    probs = [HealthProblem("service", f"c{i}", "slurmd") for i in range(1, 8)]
+    snap = snapshot(health=HealthCounts(services=7, service_nodes=7), health_problems=probs)
+    sec = section(render(snap, width=100, max_rows=2), "Node health:")
+    assert sec[1:] == [
+        "  services: 7 checks on 7 nodes, 7 down",
+        "    c1: slurmd down",
+        "    c2: slurmd down",
+        "    … 5 more service problems",
+    ]
+
+
+def test_render_optional_query_failure_is_shown():
+    snap = snapshot(errors={"gpus": "bad_data: unknown function", "scheduler": "execution: timeout"})
+    out = render(snap, width=100)
+    assert section(out, "GPUs:")[1:] == ["  query failed: bad_data: unknown function"]
+    assert section(out, "Scheduler:")[1:] == ["  query failed: execution: timeout"]
+    assert "NFS:" not in lines_of(out)
+
+
+def test_render_optional_sections_qualify_names_with_several_clusters():
+    snap = opt_snapshot(
+        clusters=("a", "b"),
+        gpus=[GpuNodeRow("g1", "a", 1), GpuNodeRow("g1", "b", 2)],
+        scheduler=[SchedulerRow("a", server_threads=3), SchedulerRow("b", server_threads=9)],
+        job_counts=[JobCountRow("a", 1, 1, 1), JobCountRow("b", 2, 3, 2)],
+    )
+    out = render(snap, width=100)
+    assert section(out, "Scheduler:")[1:] == [
+        "  a",
+        "    queues          agent -        DBD agent -    server threads 3",
+        "  b",
+        "    queues          agent -        DBD agent -    server threads 9",
+    ]
+    assert [ln.split()[0] for ln in section(out, "GPUs:")[2:]] == ["a/g1", "b/g1", "total"]
+    assert section(out, "Running jobs:")[1:3] == [
+        "  a: 1 running job on 1 of 1 node (a job on several nodes counts on each)",
+        "  b: 2 running jobs on 2 of 3 nodes (a job on several nodes counts on each)",
+    ]
+
+
+def test_render_optional_hostile_labels_stay_on_one_line():
+    evil = "x\n\x1b[2J\u202ey"
+    snap = opt_snapshot(
+        gpus=[GpuNodeRow(evil, "hpc1", 1, throttled=1, throttle_reasons=(evil,))],
+        nfs=[NfsMountRow(evil, evil, "hpc1", 1)],
+        licenses=[LicenseRow(evil, 1, 2, evil, evil)],
+        license_daemons=[LicenseDaemonRow(evil, evil, "server", False)],
+        quotas=[QuotaRow(evil, "user", evil, 0.5, 1, 2)],
+        near_oom=[JobMemoryRow(evil, evil, 0.5, evil)],
+        health_problems=[HealthProblem("unreachable", "", evil, evil, evil)],
+    )
+    out = render(snap, width=200)
+    assert "\x1b" not in out and "\u202e" not in out
+    esc = "x\\n\\x1b[2J\\u202ey"
+    assert line_with(out, "unreachable (").endswith(f"{esc} {esc} unreachable ({esc})")
+    assert line_with(out, "license servers").endswith(f"1 down: {esc} ({esc})")
+    assert len(lines_of(out)) == len(lines_of(render(opt_snapshot(
+        gpus=[GpuNodeRow("g", "hpc1", 1, throttled=1, throttle_reasons=("r",))],
+        nfs=[NfsMountRow("s", "e", "hpc1", 1)],
+        licenses=[LicenseRow("f", 1, 2, "s", "v")],
+        license_daemons=[LicenseDaemonRow("s", "h", "server", False)],
+        quotas=[QuotaRow("/fs", "user", "u", 0.5, 1, 2)],
+        near_oom=[JobMemoryRow("1", "n", 0.5, "u")],
+        health_problems=[HealthProblem("unreachable", "", "t", "a", "r")],
+    ), width=200)))  # fmt: skip
+
+
+@pytest.mark.parametrize("width", [40, 60, 80, 132])
+@pytest.mark.parametrize("ascii_only", [False, True])
+def test_render_optional_sections_fit_the_width(width, ascii_only):
+    long = "y" * 150
+    snap = opt_snapshot(
+        gpus=[GpuNodeRow(long, "hpc1", 8, 0.5, 1.0, 2.0, 50.0, 8, (long,), 8)],
+        licenses=[LicenseRow(long, 1, 2, long, long)],
+        quotas=[QuotaRow(long, "user", long, 0.5, 1, 2)],
+    )
+    for color in (False, True):
+        out = render(snap, width=width, color=color, ascii_only=ascii_only)
+        assert all(display_width(ln) <= width for ln in lines_of(out))
+        if ascii_only:
+            out.encode("ascii")
+    assert "78C" in render(opt_snapshot(), width=100, ascii_only=True)
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [(None, "-"), (0, "0ms"), (0.000001, "0.001ms"), (0.00085, "0.85ms"), (0.0352, "35.2ms"), (0.9996, "1s"),
+     (1.25, "1.25s"), (99.9, "99.9s"), (100, "1m"), (7380, "2h03m")],
+)  # fmt: skip
+def test_format_seconds(seconds, text):
+    assert format_seconds(seconds) == text
+
+
+# -- optional sections: gather ------------------------------------------------------------------------------------
+
+
+def gather_sources(sections=OPTIONAL, **kw) -> StatusSnapshot:
+    with fakeprom.FakePrometheus(cluster_routes(sections)) as fake:
+        return gather(PrometheusClient(fake.url), now=SOURCES["eval_time_seconds"], **kw)
+
+
+def test_gather_scheduler_takes_the_fresher_controller():
+    snap = gather_sources()
+    # ctl2 lags one cycle: the larger reading of each figure (they only grow within a stats period)
+    assert snap.scheduler == [
+        SchedulerRow("hpc1", 0.00125, 0.00085, 0.0352, 0.0201, 12, 0, 3, 5, 120, 118, 100, 2, 1, 0)
+    ]
+
+
+def test_gather_gpus_per_node():
+    snap = gather_sources()
+    assert snap.gpus == [
+        GpuNodeRow("gpu01", "hpc1", 2, 0.5, 60e9, 160e9, 81, 1, ("hw_thermal_slowdown", "sw_power_cap"), 1),
+        GpuNodeRow("gpu02", "hpc1", 1, 0.0, 0.0, 80e9, 30, 0, (), 0),
+    ]
+    assert snap.gpus[0].memory_ratio == 0.375
+
+
+def test_gather_nfs_per_export():
+    snap = gather_sources()
+    assert snap.nfs == [
+        NfsMountRow("nfs01", "/export/home", "hpc1", 2, 150, 4000, 500, 0.004, 0.02),
+        NfsMountRow("nfs02", "/export/scratch", "hpc1", 1, 15, 0, 0, None, None),
+    ]
+
+
+def test_gather_licenses():
+    snap = gather_sources()
+    assert snap.licenses == [
+        LicenseRow("fluent", 3, 4, "", "", True, "hpc1"),
+        LicenseRow("cfd_base", 12, 25, "27000@lic1", "ansyslmd", False, "hpc1"),
+    ]
+    assert snap.license_daemons == [
+        LicenseDaemonRow("27000@lic1", "lic1", "server", True, "hpc1"),
+        LicenseDaemonRow("27000@lic3", "lic3", "server", False, "hpc1"),
+        LicenseDaemonRow("27000@lic1", "ansyslmd", "vendor", True, "hpc1"),
+    ]
+    assert snap.license_expiring == [LicenseExpiryRow("cfd_base", 12 * 86400, "27000@lic1", "ansyslmd", "hpc1")]
+
+
+def test_gather_quotas_top_entries_and_over_limit():
+    snap = gather_sources()
+    assert [(q.filesystem, q.type, q.name, q.ratio, q.used_bytes, q.hard_limit_bytes) for q in snap.quotas] == [
+        ("/home", "user", "alice", 0.975, 975, 1000),
+        ("/home", "user", "dave", 0.9, 900, 1000),
+        ("/home", "group", "chem", 0.55, 550, 1000),
+        ("/home", "user", "bob", 0.5, 500, 1000),
+        ("/home", "user", "frank", 0.3, 300, 1000),
+        ("/scratch", "user", "zed", 0.5, 1, 2),
+    ]
+    assert snap.quota_over == [QuotaOverRow("/home", "group", 0, "hpc1"), QuotaOverRow("/home", "user", 1, "hpc1")]
+
+
+def test_gather_running_jobs_and_near_oom():
+    snap = gather_sources()
+    assert snap.job_counts == [JobCountRow("hpc1", 3, 3, 2)]
+    assert snap.near_oom == [
+        JobMemoryRow("100", "c1", 0.96, "alice", 960, 1000, 900, "hpc1"),
+        JobMemoryRow("101", "c1", 0.1, "bob", 100, 1000, 50, "hpc1"),
+    ]
+
+
+def test_gather_node_health():
+    snap = gather_sources()
+    assert snap.health == HealthCounts(
+        services=4, service_nodes=2, edac_nodes=2, sensors=6, sensor_nodes=2, endpoints=2
+    )
+    assert snap.health_problems == [
+        HealthProblem("service", "c2", "slurmd", cluster="hpc1"),
+        HealthProblem("edac", "c2", value=3, cluster="hpc1"),
+        HealthProblem("temperature", "c2", "coretemp Core 0", value=95, limit=85, cluster="hpc1"),
+        HealthProblem("unreachable", "", "slurmdbd", "10.0.0.2:6819", "refused", cluster="hpc1"),
+    ]
+
+
+def test_gather_without_optional_sources_prints_no_optional_section():
+    snap = gather_sources(sections=())
+    assert snap.errors == {}
+    assert (snap.scheduler, snap.gpus, snap.nfs, snap.licenses, snap.quotas, snap.near_oom) == ([],) * 6
+    assert snap.health is None and snap.health_problems == []
+    out = render(snap, width=100)
+    for title in OPTIONAL_TITLES:
+        assert title not in lines_of(out)
+    assert "Collectors:" in lines_of(out)
+
+
+def test_gather_only_the_sources_that_exist_are_shown():
+    out = render(gather_sources(sections=("scheduler", "licenses")), width=100)
+    assert "Scheduler:" in lines_of(out) and "Licenses:" in lines_of(out)
+    for title in ("GPUs:", "NFS:", "Quotas:", "Running jobs:", "Node health:"):
+        assert title not in lines_of(out)
+
+
+def test_gather_query_count_does_not_grow_with_the_cluster():
+    routes = cluster_routes()
+    many = [
+        ({"cluster": "hpc1", "node": f"gpu{i:03d}", "instance": f"gpu{i:03d}:9866", "stat": stat}, 1)
+        for i in range(500)
+        for stat in ("gpus", "util", "mem_used", "mem_total", "temp", "with_jobs")
+    ]
+    routes[status_queries()["gpus"]] = [(200, fakeprom.vector(*many))]
+    with fakeprom.FakePrometheus(routes) as fake:
+        snap = gather(PrometheusClient(fake.url), now=SOURCES["eval_time_seconds"])
+    assert len(snap.gpus) == 500
+    assert snap.queries == 13 == len(fake.requests) == len(status_queries())
+    assert len(set(fake.queries())) == 13  # each query once
+
+
+def test_gather_optional_query_rejected_keeps_the_rest():
+    routes = cluster_routes()
+    routes[status_queries()["quotas"]] = [(400, fakeprom.error("bad_data", 'parse error: unexpected "by"'))]
+    with fakeprom.FakePrometheus(routes) as fake:
+        snap = gather(PrometheusClient(fake.url), now=SOURCES["eval_time_seconds"])
+    assert snap.errors == {"quotas": 'bad_data: parse error: unexpected "by"'}
+    assert snap.quotas == [] and len(snap.gpus) == 2
+    out = render(snap, width=100)
+    assert section(out, "Quotas:")[1:] == ['  query failed: bad_data: parse error: unexpected "by"']
+
+
+@settings(max_examples=150, deadline=None)
+@given(label=hst.text(max_size=60), width=hst.integers(1, 200), ascii_only=hst.booleans())
+def test_render_optional_sections_any_labels_one_line_each_and_bounded(label, width, ascii_only):
+    def snap(text: str) -> StatusSnapshot:
+        return opt_snapshot(
+            gpus=[GpuNodeRow(text, "hpc1", 2, 0.5, 1.0, 2.0, 40.0, 1, (text,), 1)],
+            nfs=[NfsMountRow(text, text, "hpc1", 1, 1.0)],
+            licenses=[LicenseRow(text, 1, 2, text, text)],
+            license_daemons=[LicenseDaemonRow(text, text, "vendor", False)],
+            license_expiring=[LicenseExpiryRow(text, 100.0, text)],
+            quotas=[QuotaRow(text, text, text, 0.5, 1, 2)],
+            quota_over=[QuotaOverRow(text, text, 1)],
+            near_oom=[JobMemoryRow(text, text, 0.5, text)],
+            health_problems=[HealthProblem(k, text, text, text, text, 1.0, 2.0) for k in ("service", "unreachable")],
+        )
+
+    out = render(snap(label), width=width, ascii_only=ascii_only)
+    assert all(display_width(ln) <= max(40, width) for ln in lines_of(out))
+    assert len(lines_of(out)) == len(lines_of(render(snap("x"), width=width, ascii_only=ascii_only)))
+    if ascii_only:
+        out.encode("ascii")
