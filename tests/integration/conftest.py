@@ -139,3 +139,22 @@ def prom_query_fixture(prom_url: str) -> Callable[[str], list[dict[str, Any]]]:
 def wait_for_fixture() -> Callable[..., Any]:
     """:func:`wait_for`."""
     return wait_for
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Run the tests that read the workload's results first, then those that submit jobs, then disruptive ones.
+
+    Exact-count tests (finished jobs by class, sacct outcomes, RPC counts) must see the workload alone; tests
+    marked ``submits_jobs`` add jobs; tests marked ``disruptive`` stop or freeze daemons (a slurmctld restart
+    zeroes sdiag's RPC counters and re-sends recent job records to slurmdbd). The sort is stable, so file
+    order is kept within each group.
+    """
+
+    def rank(item: pytest.Item) -> int:
+        if item.get_closest_marker("disruptive"):
+            return 2
+        if item.get_closest_marker("submits_jobs"):
+            return 1
+        return 0
+
+    items.sort(key=rank)

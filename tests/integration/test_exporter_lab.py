@@ -114,9 +114,11 @@ def test_per_job_series_carry_the_workload_facts(prom_query, lab_workload):
         assert exit_codes.get(j["job_id"]) == float(code), j
 
 
+@pytest.mark.disruptive
 def test_counters_survive_an_exporter_restart(lab_workload):
     before = exposed(scrape_exporter()[0], "nomade_slurm_job_finished_total")
-    assert sum(before.values()) == lab_workload["finished_jobs"]
+    # Runs after the tests that submit jobs of their own (conftest.py orders them): at least the workload.
+    assert sum(before.values()) >= lab_workload["finished_jobs"]
     pidfile = LAB_DIR / "run" / "exporter.pid"
     os.kill(int(pidfile.read_text()), 15)
     wait_for(lambda: subprocess.run(["pgrep", "-f", "nomade-exporter"], capture_output=True).returncode != 0, 20)
@@ -368,6 +370,7 @@ def _assert_recovered(prom_query):
     assert ok, collector_up(prom_query)
 
 
+@pytest.mark.disruptive
 def test_slurmctld_frozen_then_thawed(prom_query, slurm):
     pid = _slurmctld_pid()
     os.kill(pid, 19)  # SIGSTOP: connections hang instead of being refused
@@ -379,6 +382,7 @@ def test_slurmctld_frozen_then_thawed(prom_query, slurm):
     _assert_recovered(prom_query)
 
 
+@pytest.mark.disruptive
 def test_slurmctld_stopped_then_restarted(prom_query, slurm):
     subprocess.run(["kill", "-TERM", str(_slurmctld_pid())], check=True)
     wait_for(lambda: subprocess.run(["pgrep", "-x", "slurmctld"], capture_output=True).returncode != 0, 30)

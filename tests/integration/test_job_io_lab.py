@@ -16,7 +16,7 @@ import subprocess
 import pytest
 from conftest import LAB_DIR, lab_missing, slurm_env
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.submits_jobs]
 
 MIB = 1024 * 1024
 AMOUNT = 200 * MIB

@@ -6,7 +6,7 @@ import pytest
 from conftest import lab_missing
 from test_job_io_lab import submit_as
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.submits_jobs]
 
 MIB = 1024 * 1024
 

@@ -14,7 +14,7 @@ import subprocess
 import pytest
 from conftest import LAB_DIR, lab_missing, slurm_env
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.submits_jobs]
 
 LICENSE = "fluent"
 

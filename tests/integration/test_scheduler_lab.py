@@ -46,6 +46,12 @@ def test_collectors_are_up(prom_query, wait_for, collector):
     assert wait_for(lambda: one(prom_query, expr) == 1, timeout=40, interval=2), prom_query(expr)
 
 
+def acct_user(labels) -> tuple[str, str]:
+    """``(account, user)`` of a series; Prometheus drops empty labels, so an account row has no ``user``."""
+    d = dict(labels)
+    return d.get("account", ""), d.get("user", "")
+
+
 def test_sdiag_figures(prom_query, wait_for, lab_workload):
     s = "nomade_slurm_scheduler_"
     assert wait_for(lambda: one(prom_query, s + "server_threads"), timeout=40, interval=2)
@@ -54,7 +60,7 @@ def test_sdiag_figures(prom_query, wait_for, lab_workload):
     # The workload's sbatch calls are RPCs of slurmctld's lifetime (counters, not reset at midnight UTC).
     submits = f'{s}rpc_calls_total{{message_type="REQUEST_SUBMIT_BATCH_JOB"}}'
     assert one(prom_query, submits) >= len(lab_workload["jobs"])
-    users = {dict(k)["user"]: v for k, v in values(prom_query, s + "rpc_user_calls_total").items()}
+    users = {dict(k).get("user", ""): v for k, v in values(prom_query, s + "rpc_user_calls_total").items()}
     assert users.get("alice", 0) > 0 and users.get("bob", 0) > 0, users
     # The job counters are gauges zeroed at midnight UTC: compare only when the statistics period covers the
     # workload.
@@ -72,7 +78,7 @@ def test_fairshare_rows_of_the_lab_accounts(prom_query, wait_for, slurm):
     f = "nomade_slurm_fairshare_"
 
     def shares():
-        return {(dict(k)["account"], dict(k)["user"]): v for k, v in values(prom_query, f + "raw_shares").items()}
+        return {acct_user(k): v for k, v in values(prom_query, f + "raw_shares").items()}
 
     got = wait_for(lambda: shares().keys() >= {("physics", "alice"), ("chemistry", "bob")} and shares(), 40, 2)
     assert got, shares()
@@ -80,7 +86,7 @@ def test_fairshare_rows_of_the_lab_accounts(prom_query, wait_for, slurm):
         assert got[key] == 1, (key, got)
     multifactor = priority_type(slurm) == "priority/multifactor"
     assert one(prom_query, f + "factors_available") == (1 if multifactor else 0)
-    factors = {(dict(k)["account"], dict(k)["user"]): v for k, v in values(prom_query, f + "factor_ratio").items()}
+    factors = {acct_user(k): v for k, v in values(prom_query, f + "factor_ratio").items()}
     if multifactor:
         assert 0 <= factors[("physics", "alice")] <= 1 and 0 <= factors[("chemistry", "bob")] <= 1
     else:
@@ -105,7 +111,7 @@ def test_reservation_count_matches_scontrol(prom_query, wait_for, slurm):
 def test_associations_of_the_lab(prom_query, wait_for):
     def infos():
         return {
-            (dict(k)["cluster"], dict(k)["account"], dict(k)["user"])
+            (dict(k)["cluster"], dict(k).get("account", ""), dict(k).get("user", ""))
             for k in values(prom_query, "nomade_slurm_association_info")
         }
 
