@@ -116,6 +116,15 @@ def test_per_job_series_carry_the_workload_facts(prom_query, lab_workload):
 
 @pytest.mark.disruptive
 def test_counters_survive_an_exporter_restart(lab_workload):
+    # Jobs of the job-submitting tests may still be ending: wait until only the workload's held job is left in
+    # the queue and sacct has been polled since (lab: sacct every 5 s, command cache 4 s), so that no job
+    # finishes between the two reads.
+    def queue_quiet() -> bool:
+        states = run_slurm(["squeue", "-h", "-o", "%T"]).split()
+        return all(s == "PENDING" for s in states)
+
+    assert wait_for(queue_quiet, timeout=120, interval=2), run_slurm(["squeue"])
+    time.sleep(12)
     before = exposed(scrape_exporter()[0], "nomade_slurm_job_finished_total")
     # Runs after the tests that submit jobs of their own (conftest.py orders them): at least the workload.
     assert sum(before.values()) >= lab_workload["finished_jobs"]
