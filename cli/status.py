@@ -39,6 +39,9 @@ class FilesystemRow:
         node: the ``node`` label (machine reporting it), ``""`` when absent or when collapsed (``nodes`` > 1).
         nodes: number of nodes reporting this shared (network) filesystem; 1 for a local one.
         size_bytes, avail_bytes, free_bytes: statvfs figures (``f_blocks``, ``f_bavail``, ``f_bfree`` × frsize).
+        trend, slope_bytes_per_second, time_to_full_seconds: from ``nomade-analytics`` (watch ``filesystem_used``):
+            trend class, first derivative of used bytes, and time until used reaches the size; ``None`` when the
+            analytics service publishes nothing for this filesystem (or, for the time, when it never fills).
 
     """
 
@@ -51,6 +54,9 @@ class FilesystemRow:
     free_bytes: float | None = None
     cluster: str = ""
     nodes: int = 1
+    trend: str | None = None
+    slope_bytes_per_second: float | None = None
+    time_to_full_seconds: float | None = None
 
     @property
     def used_bytes(self) -> float | None:
@@ -534,12 +540,18 @@ _SCHEDULER_FIELDS = {
 # -- gathering ----------------------------------------------------------------------------------------------------
 
 
-def _selector(names: Iterable[str], cluster: str | None) -> str:
+def _selector(names: Iterable[str], cluster: str | None, watch: str | None = None) -> str:
     """``{__name__=~"a|b", cluster="x"}``: one query for a metric family, however many nodes report it."""
     matchers = [f'__name__=~"{"|".join(names)}"']
     if cluster is not None:
         matchers.append(f"cluster={_promql_string(cluster)}")
+    if watch is not None:
+        matchers.append(f"watch={_promql_string(watch)}")
     return "{" + ", ".join(matchers) + "}"
+
+
+FS_WATCH = "filesystem_used"
+"""The analytics watch whose trends the filesystem section shows (analytics/config.py DEFAULT_WATCHES)."""
 
 
 def _promql_string(s: str) -> str:
@@ -684,8 +696,18 @@ def status_queries(cluster: str | None = None) -> dict[str, str]:
     fin = f"nomade_slurm_job_finished_total{cm}"
     inner = "cluster, partition, state, failure_class"
     return {
-        "filesystems": _selector(
-            ["nomade_filesystem_size_bytes", "nomade_filesystem_avail_bytes", "nomade_filesystem_free_bytes"], cluster
+        # One query: the statvfs figures, plus the analytics service's trend of used bytes (watch filesystem_used)
+        # when it runs: slope, time to full and the current trend state.
+        "filesystems": (
+            _selector(
+                ["nomade_filesystem_size_bytes", "nomade_filesystem_avail_bytes", "nomade_filesystem_free_bytes"],
+                cluster,
+            )
+            + " or "
+            + _selector(["nomade_trend_slope_per_second", "nomade_trend_time_to_threshold_seconds"], cluster, FS_WATCH)
+            + " or ("
+            + _selector(["nomade_trend_state"], cluster, FS_WATCH)
+            + " == 1)"
         ),
         "queue": _selector(
             ["nomade_slurm_queue_jobs", "nomade_slurm_queue_oldest_pending_age_seconds", "nomade_slurm_partition_info"],
@@ -736,10 +758,8 @@ def _fold_filesystems(samples: list[Sample]) -> list[FilesystemRow]:
         "nomade_filesystem_free_bytes": "free_bytes",
     }
     per: dict[tuple[str, str, str, str, str], dict[str, float | None]] = defaultdict(dict)
+    trends: dict[tuple[str, str, str, str, str], dict[str, object]] = defaultdict(dict)
     for s in samples:
-        f = fields.get(s.name)
-        if f is None:
-            continue
         lb = s.labels
         key = (
             lb.get("cluster", ""),
@@ -748,12 +768,30 @@ def _fold_filesystems(samples: list[Sample]) -> list[FilesystemRow]:
             lb.get("device", ""),
             lb.get("fstype", ""),
         )
-        per[key][f] = _finite(s.value)
+        if s.name == "nomade_trend_state":
+            trends[key]["trend"] = lb.get("state")
+        elif s.name == "nomade_trend_slope_per_second":
+            trends[key]["slope"] = _finite(s.value)
+        elif s.name == "nomade_trend_time_to_threshold_seconds":
+            trends[key]["ttf"] = _finite(s.value)
+        elif (f := fields.get(s.name)) is not None:
+            per[key][f] = _finite(s.value)
     local: list[FilesystemRow] = []
     shared: dict[tuple[str, str, str, str], list[FilesystemRow]] = defaultdict(list)
     for (cluster, node, mnt, dev, fstype), vals in per.items():
+        tr = trends.get((cluster, node, mnt, dev, fstype), {})
         row = FilesystemRow(
-            mnt, dev, fstype, node, vals.get("size_bytes"), vals.get("avail_bytes"), vals.get("free_bytes"), cluster
+            mnt,
+            dev,
+            fstype,
+            node,
+            vals.get("size_bytes"),
+            vals.get("avail_bytes"),
+            vals.get("free_bytes"),
+            cluster,
+            trend=tr.get("trend"),  # type: ignore[arg-type]
+            slope_bytes_per_second=tr.get("slope"),  # type: ignore[arg-type]
+            time_to_full_seconds=tr.get("ttf"),  # type: ignore[arg-type]
         )
         if fstype.lower() in SHARED_FSTYPES:
             shared[(cluster, mnt, dev, fstype)].append(row)
@@ -777,6 +815,9 @@ def _fold_filesystems(samples: list[Sample]) -> list[FilesystemRow]:
                 worst.free_bytes,
                 worst.cluster,
                 nodes=len(rows),
+                trend=worst.trend,
+                slope_bytes_per_second=worst.slope_bytes_per_second,
+                time_to_full_seconds=worst.time_to_full_seconds,
             )
         )
     out.sort(key=lambda r: (r.cluster, r.nodes == 1, natural_key(r.node), r.mountpoint))
@@ -1298,6 +1339,23 @@ def format_age(seconds: float | None) -> str:
     return f"{s // 86400}d{s % 86400 // 3600:02d}h"
 
 
+def _trend_text(r: FilesystemRow) -> str:
+    """``  +1.2 GiB/d, full in 3d04h (accelerating growth)``; empty without analytics figures.
+
+    The slope is shown per day (DESIGN.md: dashboards convert the per-second derivatives to GB/day).
+    """
+    parts = []
+    if r.slope_bytes_per_second is not None:
+        per_day = r.slope_bytes_per_second * 86400
+        parts.append(("+" if per_day >= 0 else "-") + format_bytes(abs(per_day)) + "/d")
+    if r.time_to_full_seconds is not None:
+        parts.append("full in " + format_age(r.time_to_full_seconds))
+    text = ", ".join(parts)
+    if r.trend:
+        text += f" ({r.trend.replace('_', ' ')})" if text else r.trend.replace("_", " ")
+    return "  " + text if text else ""
+
+
 def format_count(v: float | None) -> str:
     """A job count rounded to an integer with thousands separators (``increase()`` extrapolates fractions)."""
     return "-" if v is None else f"{round(v):,}"
@@ -1447,7 +1505,8 @@ def _render_filesystems(snap: StatusSnapshot, width: int, st: _Style, max_rows: 
     size_w = 23  # "1023.9 GiB / 1023.9 GiB"
     mount_w = min(32, max(12, width // 5))
     type_w = 7
-    bar_w = min(40, max(5, width - (indent + mount_w + 1 + type_w + 1 + 2 + 1 + 6 + 2 + size_w)))
+    trend_w = max((len(_trend_text(r)) for r in rows), default=0)  # the analytics figures, when present
+    bar_w = min(40, max(5, width - (indent + mount_w + 1 + type_w + 1 + 2 + 1 + 6 + 2 + size_w + trend_w)))
     shown = rows
     hidden = 0
     if max_rows and len(rows) > max_rows:
@@ -1482,6 +1541,7 @@ def _render_filesystems(snap: StatusSnapshot, width: int, st: _Style, max_rows: 
             + st.by_ratio(fit(pct, 6, ">"), ratio)
             + "  "
             + sizes
+            + _trend_text(r)
         )
     if hidden:
         lines.append(f"  {st.ellipsis} {hidden} more filesystem{'s' if hidden != 1 else ''} less full")

@@ -1109,3 +1109,27 @@ def test_render_optional_sections_any_labels_one_line_each_and_bounded(label, wi
     assert len(lines_of(out)) == len(lines_of(render(snap("x"), width=width, ascii_only=ascii_only)))
     if ascii_only:
         out.encode("ascii")
+
+
+def test_filesystem_rows_show_the_analytics_trend_and_time_to_full():
+    from nomade.analytics.promapi import Sample
+    from nomade.cli.status import _fold_filesystems, render
+
+    labels = {"node": "c1", "mountpoint": "/scratch", "device": "/dev/nvme0n1", "fstype": "xfs"}
+    w = {**labels, "watch": "filesystem_used"}
+    samples = [
+        Sample({"__name__": "nomade_filesystem_size_bytes", **labels}, 2 * TiB, T),
+        Sample({"__name__": "nomade_filesystem_avail_bytes", **labels}, 0.5 * TiB, T),
+        Sample({"__name__": "nomade_filesystem_free_bytes", **labels}, 0.5 * TiB, T),
+        Sample({"__name__": "nomade_trend_slope_per_second", **w}, 100 * GiB / 86400, T),
+        Sample({"__name__": "nomade_trend_time_to_threshold_seconds", **w}, 5 * 86400 + 3600, T),
+        Sample({"__name__": "nomade_trend_state", **w, "state": "accelerating_growth"}, 1, T),
+    ]
+    (row,) = _fold_filesystems(samples)
+    assert row.trend == "accelerating_growth"
+    assert row.time_to_full_seconds == 5 * 86400 + 3600
+    text = render(snapshot(filesystems=[row]), width=140, color=False)
+    assert "+100.0 GiB/d, full in 5d01h (accelerating growth)" in text
+    # Without the analytics service the row is as before.
+    (plain,) = _fold_filesystems(samples[:3])
+    assert "GiB/d" not in render(snapshot(filesystems=[plain]), width=140, color=False)
