@@ -1,4 +1,4 @@
-"""``nomade``: the umbrella command. Subcommands: ``status`` (the overview screen) and ``exporter``.
+"""``nomade``: the umbrella command. Subcommands: ``status`` (the overview screen), ``exporter`` and ``analytics``.
 
 Each subcommand is one entry of :data:`SUBCOMMANDS` (name, help, a function adding its options, a function
 running it), so adding ``analytics``, ``build`` or ``targets`` later touches only that table and their modules.
@@ -128,6 +128,15 @@ def _run_exporter(argv: Sequence[str]) -> int:
     return exporter_cli.main(list(argv))
 
 
+# -- nomade analytics --------------------------------------------------------------------------------------------
+
+
+def _run_analytics(argv: Sequence[str]) -> int:
+    from nomade.analytics import cli as analytics_cli
+
+    return analytics_cli.main(list(argv))
+
+
 # -- dispatch ----------------------------------------------------------------------------------------------------
 
 
@@ -155,6 +164,11 @@ SUBCOMMANDS: dict[str, Subcommand] = {
         _run_status,
     ),
     "exporter": Subcommand("run the metrics exporter (same options as nomade-exporter)", None, _run_exporter),
+    "analytics": Subcommand(
+        "run the analytics service: trends and projections from Prometheus (same options as nomade-analytics)",
+        None,
+        _run_analytics,
+    ),
 }
 
 

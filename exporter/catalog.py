@@ -1,7 +1,8 @@
 """The metric catalog: every metric NØMADE exports, in one place (DESIGN.md principle 5).
 
-The catalog is the union of the self-metrics and each collector's declared :class:`MetricSpec` list, so it cannot
-drift from what is exported (a collector cannot emit an undeclared name: :class:`MetricSet` refuses it).
+The catalog is the union of the self-metrics, each collector's declared :class:`MetricSpec` list and the
+analytics service's declarations (:mod:`nomade.analytics.catalog`), so it cannot drift from what is exported
+(a collector cannot emit an undeclared name: :class:`MetricSet` refuses it).
 Dashboards and rules (issue 6) check their expressions against :func:`catalog_names`. ``docs/metrics.md`` is
 generated from here: ``python -m nomade.exporter.catalog --markdown > docs/metrics.md``.
 """
@@ -12,6 +13,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from ..analytics import catalog as analytics_catalog  # declarations only: imports no numpy
 from .collectors import collector_classes
 from .metrics import MetricSpec
 from .registry import SELF_METRICS
@@ -27,6 +29,7 @@ def catalog() -> list[tuple[str, MetricSpec]]:
     out: list[tuple[str, MetricSpec]] = [("exporter", s) for s in SELF_METRICS]
     for name, cls in collector_classes().items():
         out.extend((name, s) for s in cls.metrics)
+    out.extend(analytics_catalog.catalog())
     seen: dict[str, MetricSpec] = {}
     for owner, spec in out:
         prev = seen.get(spec.name)
@@ -60,6 +63,8 @@ def render_markdown() -> str:
     for owner, spec in catalog():
         owners.setdefault(owner, []).append(spec)
     for owner, specs in owners.items():
+        if owner.startswith("analytics"):
+            continue  # rendered by the analytics catalog below, with its note on the per-watch labels
         if owner == "exporter":
             lines += ["## exporter (self-metrics)", ""]
         else:
@@ -73,6 +78,7 @@ def render_markdown() -> str:
             help_text = s.help.replace("|", "\\|")
             lines.append(f"| `{s.name}` | {s.type} | {s.unit or '—'} | {labels} | {help_text} |")
         lines.append("")
+    lines.append(analytics_catalog.render_markdown())
     return "\n".join(lines)
 
 

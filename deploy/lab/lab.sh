@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # NØMADE lab stack: a real multi-node SLURM cluster (munge, MariaDB, slurmdbd, slurmctld, several slurmd),
-# Prometheus and the NØMADE exporter on one Debian 12 host, all on loopback.
+# Prometheus, the NØMADE exporter and the NØMADE analytics service on one Debian 12 host, all on loopback.
 #
 # Usage: deploy/lab/lab.sh install|start|stop|reset|status|workload
 #
@@ -24,6 +24,7 @@ NODES=(c01 c02 c03 c04 gpu01)   # ghost01 is defined in slurm.conf but never get
 DBPORT=3307
 PROM_ADDR=127.0.0.1:9090
 EXPORTER_ADDR=127.0.0.1:9866
+ANALYTICS_ADDR=127.0.0.1:9867
 export SLURM_CONF="$LAB/etc/slurm.conf"
 export LC_ALL=C
 
@@ -299,7 +300,9 @@ prom_ok() { curl -sf --max-time 2 "http://$PROM_ADDR/-/ready"; }
 
 start_prometheus() {
     if pid_alive "$LAB/run/prometheus.pid" prometheus; then
-        log "prometheus: already running"
+        # prepare() may have rendered a newer prometheus.yml (a new scrape job): SIGHUP makes Prometheus reload it.
+        kill -HUP "$(<"$LAB/run/prometheus.pid")" 2>/dev/null || true
+        log "prometheus: already running (configuration reloaded)"
         return 0
     fi
     if prom_ok >/dev/null 2>&1; then
@@ -348,6 +351,47 @@ start_exporter() {
     fi
 }
 
+analytics_ok() { curl -sf --max-time 5 -o /dev/null "http://$ANALYTICS_ADDR/metrics"; }
+
+# analytics_wait: true once /metrics answers; false when the process died or after 30 s.
+analytics_wait() {
+    local deadline=$((SECONDS + 30))
+    while ((SECONDS < deadline)); do
+        analytics_ok >/dev/null 2>&1 && { log "analytics: ready"; return 0; }
+        pid_alive "$LAB/run/analytics.pid" || return 1
+        sleep 0.5
+    done
+    return 1
+}
+
+# The analytics service reads history from the lab's Prometheus and serves nomade_trend_* metrics for it to scrape
+# (job nomade-analytics). deploy/lab/analytics.toml shortens the default watches' windows to fit a young lab.
+start_analytics() {
+    local cmd
+    if pid_alive "$LAB/run/analytics.pid"; then
+        log "analytics: already running"
+        return 0
+    fi
+    if [[ -x $ROOT/.venv/bin/nomade-analytics ]]; then
+        cmd=("$ROOT/.venv/bin/nomade-analytics")
+    elif [[ -x $ROOT/.venv/bin/python ]]; then
+        cmd=("$ROOT/.venv/bin/python" -m nomade.analytics.cli)
+    else
+        warn "analytics: $ROOT/.venv not found (no venv); Prometheus will show job=nomade-analytics down"
+        return 0
+    fi
+    setsid "${cmd[@]}" --config "$HERE/analytics.toml" --prometheus.url "http://$PROM_ADDR" \
+        --web.listen-address "$ANALYTICS_ADDR" --interval 15s \
+        >>"$LAB/log/analytics.log" 2>&1 </dev/null &
+    echo $! >"$LAB/run/analytics.pid"
+    if ! analytics_wait; then
+        warn "analytics did not answer on $ANALYTICS_ADDR (exited or 30 s passed); the rest of the lab runs." \
+            "Last lines of $LAB/log/analytics.log:"
+        tail -n 20 "$LAB/log/analytics.log" >&2 || true
+        pid_alive "$LAB/run/analytics.pid" || rm -f "$LAB/run/analytics.pid"
+    fi
+}
+
 cmd_start() {
     need_root
     check_installed
@@ -361,6 +405,7 @@ cmd_start() {
     ensure_users
     start_prometheus
     start_exporter
+    start_analytics
     log "start: lab up in $((SECONDS - t0)) s (state in $LAB; SLURM_CONF=$SLURM_CONF)"
 }
 
@@ -384,6 +429,7 @@ stop_mysql() {
 cmd_stop() {
     need_root
     local n
+    stop_pidfile analytics "$LAB/run/analytics.pid"
     stop_pidfile exporter "$LAB/run/exporter.pid"
     stop_pidfile prometheus "$LAB/run/prometheus.pid" prometheus
     # SIGTERM to every slurmd at once (each takes a second or two to exit), then wait for each.
@@ -448,6 +494,7 @@ cmd_status() {
     for n in "${NODES[@]}"; do show "slurmd $n" "$(state "$LAB/run/slurmd-$n.pid" slurmd)"; done
     show prometheus "$(state "$LAB/run/prometheus.pid" prometheus)"
     show exporter "$(state "$LAB/run/exporter.pid")"
+    show analytics "$(state "$LAB/run/analytics.pid")"
     if ctld_ok >/dev/null 2>&1; then
         echo "sinfo:"
         sinfo -N -o '%N %P %t %E' | sed 's/^/  /'

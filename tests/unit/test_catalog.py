@@ -9,6 +9,8 @@ ROOT = Path(__file__).resolve().parents[2]
 # The metric families every component agrees on (DESIGN.md, "Metric families"), plus the ones issue 3 added
 # for views DESIGN.md does not name (node health, reachability, job hygiene, reservations, priority, associations).
 FAMILIES = (
+    "nomade_trend_",
+    "nomade_analytics_",
     "nomade_node_health_",
     "nomade_reachability_",
     "nomade_job_hygiene_",

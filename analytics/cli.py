@@ -1,0 +1,154 @@
+"""``nomade-analytics`` (also ``nomade analytics``): trends of Prometheus history, served at ``/metrics``.
+
+Reads history only through the Prometheus HTTP API (Prometheus, VictoriaMetrics, Thanos, Mimir), runs one analytics
+cycle every ``interval`` (:mod:`nomade.analytics.service`) and serves the results on 127.0.0.1:9867 by default for
+Prometheus to scrape (with ``honor_labels: true``, so the watched series' labels survive). SIGTERM or SIGINT stops
+it cleanly; ``--once`` runs one cycle, prints the exposition and exits (status 1 when the cycle failed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from prometheus_client import CollectorRegistry, generate_latest
+
+from .config import AnalyticsConfig, ConfigError, load_config, parse_duration
+
+if TYPE_CHECKING:
+    from .promapi import PrometheusClient
+
+log = logging.getLogger("nomade.analytics")
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("nomade-hpc")
+    except PackageNotFoundError:
+        return "0.0.0+source"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (Prometheus-style flag names, as ``nomade-exporter``)."""
+    p = argparse.ArgumentParser(prog="nomade-analytics", description=__doc__.splitlines()[0])
+    p.add_argument("--config", type=Path, help="TOML configuration file ([analytics] and [[analytics.watch]])")
+    p.add_argument("--web.listen-address", dest="listen_address", help="host:port to serve (default 127.0.0.1:9867)")
+    p.add_argument(
+        "--prometheus.url",
+        dest="prometheus_url",
+        help="Prometheus-compatible query endpoint (default http://127.0.0.1:9090)",
+    )
+    p.add_argument(
+        "--interval", help='time between cycle starts: seconds or a duration such as "15s", "1m" (default 60s)'
+    )
+    p.add_argument("--log.level", dest="log_level", choices=["debug", "info", "warning", "error"])
+    p.add_argument("--once", action="store_true", help="run one cycle, print the metrics to stdout and exit")
+    p.add_argument("--version", action="version", version=f"nomade-analytics {_version()}")
+    return p
+
+
+def resolve(args: argparse.Namespace) -> AnalyticsConfig:
+    """Merge the file configuration and the flags (flags win).
+
+    Raises:
+        ConfigError: invalid file or flag value.
+
+    """
+    cfg = load_config(args.config)
+    for key in ("listen_address", "prometheus_url", "log_level"):
+        value = getattr(args, key)
+        if value is not None:
+            setattr(cfg, key, value)
+    if args.interval is not None:
+        try:
+            interval: str | float = float(args.interval)  # a bare number is seconds on the command line
+        except ValueError:
+            interval = args.interval
+        cfg.interval = parse_duration(interval, "--interval")
+    cfg.host_port()  # validate early
+    return cfg
+
+
+def make_client(cfg: AnalyticsConfig) -> PrometheusClient:
+    """The :class:`~nomade.analytics.promapi.PrometheusClient` that ``cfg`` describes.
+
+    Raises:
+        ConfigError: bad URL, unreadable bearer token file.
+
+    """
+    from .promapi import PrometheusClient
+
+    try:
+        return PrometheusClient(
+            cfg.prometheus_url,
+            timeout=cfg.timeout,
+            retries=cfg.retries,
+            auth=cfg.basic_auth,
+            bearer_token=cfg.bearer_token(),
+            verify=cfg.verify(),
+        )
+    except ValueError as exc:
+        if isinstance(exc, ConfigError):
+            raise
+        raise ConfigError(f"prometheus_url: {exc}") from exc
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``nomade-analytics``; returns the process exit status (2: configuration error)."""
+    args = build_parser().parse_args(argv)
+    try:
+        cfg = resolve(args)
+        logging.basicConfig(level=cfg.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        client = make_client(cfg)
+        host, port = cfg.host_port()
+    except ConfigError as exc:
+        print(f"nomade-analytics: {exc}", file=sys.stderr)
+        return 2
+    from .service import AnalyticsService
+
+    service = AnalyticsService(cfg, client)
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(service)
+    log.info(
+        "watching %d series expression(s) on %s every %gs: %s",
+        len(cfg.watches),
+        cfg.prometheus_url,
+        cfg.interval,
+        ", ".join(w.name for w in cfg.watches) or "none",
+    )
+    if args.once:
+        ok = service.run_cycle()
+        sys.stdout.write(generate_latest(registry).decode())
+        client.close()
+        return 0 if ok else 1
+    from nomade.exporter.server import serve
+
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    try:
+        server = serve(registry, host, port)
+    except OSError as exc:
+        print(f"nomade-analytics: cannot listen on {cfg.listen_address}: {exc}", file=sys.stderr)
+        return 1
+    log.info("listening on http://%s:%d/metrics", host or "0.0.0.0", port)
+    service.start()
+    stop.wait()
+    log.info("stopping")
+    server.shutdown()
+    # A cycle in progress ends within one query's timeout and retries; do not wait longer than that for it.
+    service.stop(timeout=cfg.timeout * (cfg.retries + 1) + 5)
+    client.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
