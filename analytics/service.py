@@ -221,7 +221,7 @@ class AnalyticsService:
         keep = w.keep_labels if w.keep_labels is not None else self.config.keep_labels
         drop = frozenset(DROPPED_LABELS).difference(keep) | {"__name__"}
         matrix = self._query(w, "range", lambda: self.client.query_range(w.query, now - w.window, now, w.step))
-        series, duplicates = self._clean(matrix, drop)
+        series, duplicates = self._clean(matrix, drop, w.step)
         if duplicates:
             with self._lock:
                 self._errors[(w.name, "duplicate_series")] += duplicates
@@ -264,9 +264,9 @@ class AnalyticsService:
         )
 
     def _clean(
-        self, matrix: Iterable[Series], drop: frozenset[str]
+        self, matrix: Iterable[Series], drop: frozenset[str], step: float
     ) -> tuple[dict[tuple[tuple[str, str], ...], tuple[np.ndarray, np.ndarray]], int]:
-        """Cluster filter, label drop, non-finite points out, duplicates resolved (most points wins)."""
+        """Cluster filter, label drop, non-finite and carried-forward points out, duplicates resolved (most wins)."""
         cl, want = self.config.cluster_label, self.config.cluster
         out: dict[tuple[tuple[str, str], ...], tuple[np.ndarray, np.ndarray]] = {}
         duplicates = 0
@@ -280,6 +280,7 @@ class AnalyticsService:
                 ok = np.isfinite(v)
                 if not ok.all():  # NaN from 0/0 in the expression, ±Inf from x/0: no information
                     t, v = t[ok], v[ok]
+                t, v = drop_carried_forward(t, v, step)
             else:
                 t = v = np.empty(0)
             prev = out.get(key)
@@ -434,6 +435,50 @@ class AnalyticsService:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout)
+
+
+LOOKBACK_DELTA = 300.0
+"""Prometheus's default ``--query.lookback-delta`` (5 minutes): how long a range query repeats a series' last sample."""
+
+
+def drop_carried_forward(
+    t: np.ndarray, v: np.ndarray, step: float, lookback: float = LOOKBACK_DELTA
+) -> tuple[np.ndarray, np.ndarray]:
+    """Remove the points a range query invented by repeating a sample over a gap in the raw data.
+
+    ``query_range`` evaluates at every step; where the raw series has a gap, Prometheus repeats the last sample
+    for up to its lookback delta (VictoriaMetrics once per gap), so the matrix shows a flat run just before each
+    gap. Those repeats are not observations: fitted as such they bend the local quadratic (the "gaps" scenario
+    read as accelerating growth with a time-to-threshold 5 % early). Within a run of equal values that ends right
+    before a gap longer than 1.5 steps, the points in the run's last ``lookback`` seconds are dropped, except the
+    run's first point, which is the real sample (an older part of a long flat run is real data and kept).
+
+    Args:
+        t: sample times (seconds, increasing).
+        v: values at those times.
+        step: the range query's step, seconds.
+        lookback: the server's lookback delta, seconds (repeats happen at most this long after a sample).
+
+    Returns:
+        ``(t, v)`` without the repeats; the input arrays when there is no gap.
+
+    """
+    if t.size < 3:
+        return t, v
+    gaps = np.flatnonzero(np.diff(t) > 1.5 * step)  # index of the last point before each gap
+    if gaps.size == 0:
+        return t, v
+    keep = np.ones(t.size, dtype=bool)
+    for end in gaps:
+        start = end
+        while start > 0 and v[start - 1] == v[end]:
+            start -= 1
+        if start == end:
+            continue
+        cut = max(t[start], t[end] - lookback)
+        keep[start + 1 : end + 1] &= ~(t[start + 1 : end + 1] > cut)
+        # the run's first point stays; points of a long flat run older than the lookback are real and stay
+    return t[keep], v[keep]
 
 
 def _finite_or_none(x: float | None) -> float | None:
