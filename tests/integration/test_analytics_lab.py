@@ -132,3 +132,31 @@ def test_queries_per_cycle_depend_on_watches_only(analytics, wait_for):
         assert (d_range, d_instant) == (cycles, cycles if w.threshold_query else 0), w.name
     # the lab watches more series than it sends queries for (filesystems, nodes, jobs behind each query)
     assert second["series"] >= 1
+
+
+def test_status_shows_the_filesystem_trend(analytics, prom_url, wait_for):
+    """``nomade status`` prints each filesystem's growth per day, trend and (when it fills) time to full."""
+    import re
+    import subprocess
+
+    exe = Path(__file__).resolve().parents[2] / ".venv" / "bin" / "nomade"
+
+    def root_line() -> str | None:
+        out = subprocess.run(
+            [str(exe), "status", "--prometheus", prom_url, "--no-color", "--width", "200"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        ).stdout
+        line = next((ln for ln in out.splitlines() if re.match(r"\s+/\s", ln)), None)
+        return line if line and "/d" in line else None
+
+    line = wait_for(root_line, timeout=90, interval=5)
+    assert line, "no trend on the / line of nomade status"
+    # e.g. "/  ext4 [███░░] 23.7%  24.1 GiB / 252.0 GiB  +1.2 GiB/d (linear growth)"
+    assert re.search(r"[+-][\d.]+ (B|KiB|MiB|GiB|TiB)/d", line), line
+    assert re.search(
+        r"\((stable|linear growth|linear decline|accelerating growth|decelerating growth|"
+        r"accelerating decline|decelerating decline)\)",
+        line,
+    ), line
