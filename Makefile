@@ -54,7 +54,7 @@ demo: venv system
 	@sleep 15
 	$(VENV)/bin/nomade status
 	@echo
-	@echo "Prometheus: http://127.0.0.1:9090   exporter: http://127.0.0.1:9866/metrics"
+	@echo "Prometheus: http://127.0.0.1:9090   exporter: http://127.0.0.1:9866/metrics   analytics: http://127.0.0.1:9867/metrics"
 	@echo "Stop everything with: bash deploy/lab/lab.sh stop"
 
 lab-start: venv system
