@@ -30,3 +30,26 @@ def shared_file(tool: str, name: str) -> Path:
 def own_fixture(*parts: str) -> str:
     """Text of one of the project's own hand-written fixtures under tests/fixtures."""
     return OWN_FIXTURES.joinpath(*parts).read_text()
+
+
+class TextRunner:
+    """Stands in for :class:`~nomade.exporter.runner.CommandRunner`: every command prints ``text``.
+
+    Args:
+        text: the standard output every call returns.
+        error: when given, every call raises it instead (a dead slurmctld, a missing binary...).
+
+    ``calls`` records ``(argv, ttl)`` of each call, so tests can check the command line and the cache TTL asked for.
+    """
+
+    def __init__(self, text: str | None, error: Exception | None = None) -> None:
+        self.text, self.error = text, error
+        self.calls: list[tuple[tuple[str, ...], float | None]] = []
+
+    def run(self, argv, *, timeout=None, ttl=None):  # noqa: D102 - CommandRunner.run's signature
+        from nomade.exporter.runner import CommandResult
+
+        self.calls.append((tuple(argv), ttl))
+        if self.error is not None:
+            raise self.error
+        return CommandResult(tuple(argv), self.text or "", "", 0.01, 0.0)

@@ -6,27 +6,18 @@ import logging
 import math
 
 import pytest
-from conftest import own_fixture
+from conftest import TextRunner, own_fixture
 
 from nomade.exporter.collectors import slurm_fairshare
 from nomade.exporter.collectors.base import CollectorContext
 from nomade.exporter.collectors.slurm_fairshare import SlurmFairshareCollector
 from nomade.exporter.parsers.sshare import SSHARE_ARGV
-from nomade.exporter.runner import CommandError, CommandResult, CommandRunner
+from nomade.exporter.runner import CommandError, CommandResult
 
 F = "nomade_slurm_fairshare_"
 
 
-class FakeRunner(CommandRunner):
-    def __init__(self, text: str | None, error: CommandError | None = None):
-        super().__init__()
-        self.text, self.error, self.calls = text, error, []
-
-    def run(self, argv, *, timeout=None, ttl=None):
-        self.calls.append((tuple(argv), ttl))
-        if self.error is not None:
-            raise self.error
-        return CommandResult(tuple(argv), self.text, "", 0.01, 0.0)
+FakeRunner = TextRunner
 
 
 def collect(text: str, **options):

@@ -5,28 +5,19 @@ from __future__ import annotations
 import logging
 
 import pytest
-from conftest import own_fixture
+from conftest import TextRunner, own_fixture
 
 from nomade.exporter.collectors import slurm_priority
 from nomade.exporter.collectors.base import CollectorContext
 from nomade.exporter.collectors.slurm_priority import SlurmPriorityCollector, plugin_unsupported
 from nomade.exporter.parsers.sprio import SPRIO_ARGV
-from nomade.exporter.runner import CommandError, CommandResult, CommandRunner
+from nomade.exporter.runner import CommandError
 
 P = "nomade_slurm_priority_"
 BASIC = own_fixture("sprio", "lab-sprio-priority-basic-22.05.8.stderr.txt")
 
 
-class FakeRunner(CommandRunner):
-    def __init__(self, text: str | None, error: CommandError | None = None):
-        super().__init__()
-        self.text, self.error, self.calls = text, error, []
-
-    def run(self, argv, *, timeout=None, ttl=None):
-        self.calls.append((tuple(argv), ttl))
-        if self.error is not None:
-            raise self.error
-        return CommandResult(tuple(argv), self.text, "", 0.01, 0.0)
+FakeRunner = TextRunner
 
 
 def test_module_exposes_collector():

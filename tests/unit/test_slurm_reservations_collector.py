@@ -3,28 +3,19 @@
 from __future__ import annotations
 
 import pytest
-from conftest import own_fixture, shared_file
+from conftest import TextRunner, own_fixture, shared_file
 
 from nomade.exporter.collectors import slurm_reservations
 from nomade.exporter.collectors.base import CollectorContext
 from nomade.exporter.collectors.slurm_reservations import MAX_LABEL, SlurmReservationsCollector
 from nomade.exporter.parsers.reservations import RESERVATION_ARGV
 from nomade.exporter.parsers.slurm_units import parse_timestamp
-from nomade.exporter.runner import CommandError, CommandResult, CommandRunner
+from nomade.exporter.runner import CommandError
 
 R = "nomade_slurm_reservation_"
 
 
-class FakeRunner(CommandRunner):
-    def __init__(self, text: str | None, error: CommandError | None = None):
-        super().__init__()
-        self.text, self.error, self.calls = text, error, []
-
-    def run(self, argv, *, timeout=None, ttl=None):
-        self.calls.append((tuple(argv), ttl))
-        if self.error is not None:
-            raise self.error
-        return CommandResult(tuple(argv), self.text, "", 0.01, 0.0)
+FakeRunner = TextRunner
 
 
 def collect(text: str):
