@@ -101,8 +101,44 @@ def make_client(cfg: AnalyticsConfig) -> PrometheusClient:
         raise ConfigError(f"prometheus_url: {exc}") from exc
 
 
+def ingest_main(argv: Sequence[str]) -> int:
+    """``nomade analytics ingest --store FILE TRACE...``: load job traces into the training store.
+
+    Traces: ``sacct -P`` dumps, Standard Workload Format (``.swf``, ``.swf.gz``) and the loaders of
+    :mod:`nomade.analytics.traces`. Prints the rows written per trace; exit status 2 when a trace cannot be read.
+    """
+    import argparse
+
+    from .jobs_store import JobsStoreError, ingest
+
+    ap = argparse.ArgumentParser(prog="nomade analytics ingest", description=ingest_main.__doc__.splitlines()[0])
+    ap.add_argument("--store", required=True, type=Path, help="SQLite training store (created when missing)")
+    ap.add_argument("--cluster", help="cluster name for the rows (default: the trace's dataset name)")
+    ap.add_argument("traces", nargs="+", type=Path)
+    a = ap.parse_args(argv)
+    for trace in a.traces:
+        try:
+            n = ingest(a.store, trace, cluster=a.cluster)
+        except (OSError, ValueError, JobsStoreError) as exc:
+            print(f"nomade analytics ingest: {trace}: {exc}", file=sys.stderr)
+            return 2
+        print(f"{trace}: {n} jobs written to {a.store}")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``nomade-analytics``; returns the process exit status (2: configuration error)."""
+    """Entry point of ``nomade-analytics``; returns the process exit status (2: configuration error).
+
+    ``ingest`` and ``evaluate`` as first argument run those tools instead of the service
+    (:func:`ingest_main`, :func:`nomade.analytics.evaluate.main`).
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "ingest":
+        return ingest_main(argv[1:])
+    if argv and argv[0] == "evaluate":
+        from .evaluate import main as evaluate_main
+
+        return evaluate_main(argv[1:])
     args = build_parser().parse_args(argv)
     try:
         cfg = resolve(args)

@@ -1,4 +1,5 @@
 import sqlite3
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -90,3 +91,18 @@ def test_ingest(tmp_path):
         lab = s.load(cluster="lab").set_index("job_id")
     assert lab.loc["501", "max_rss_bytes"] == 3 * 1024**3
     assert lab.loc["502", "failure_class"] == "out_of_memory"
+
+
+def test_nomade_analytics_ingest_command(tmp_path, capsys):
+    from nomade.analytics.cli import main
+    from nomade.analytics.jobs_store import JobsStore
+
+    swf = Path(__file__).resolve().parents[1] / "fixtures" / "traces" / "tiny.swf"
+    store = tmp_path / "jobs.sqlite3"
+    assert main(["ingest", "--store", str(store), str(swf)]) == 0
+    assert main(["ingest", "--store", str(store), str(swf)]) == 0  # idempotent
+    with JobsStore(store) as s:
+        n = s.count()
+    assert n > 0
+    assert f"{n} jobs written" in capsys.readouterr().out
+    assert main(["ingest", "--store", str(store), str(tmp_path / "missing.swf")]) == 2
