@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from nomade.analytics.derivatives import TREND_STATES, estimate
@@ -87,6 +87,9 @@ def test_extreme_magnitudes_never_raise(pairs, threshold):
     st.floats(min_value=0.01, max_value=1e3),
 )
 def test_shift_and_scale_equivariance(fractions, noise, shift, scale):
+    # Equivariance holds up to the conditioning of the design: sample times a nanosecond apart (hypothesis found
+    # 1e-9 and 5e-324 of the window) make the fit's standard errors rounding noise, which does not scale exactly.
+    assume(float(np.min(np.diff(np.sort(fractions)))) > 1e-6)
     t = NOW - W * np.array(fractions)
     v = np.array(noise[: t.size])
     a = estimate(t, v, now=NOW, window=W, min_points=3)
