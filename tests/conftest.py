@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 from hypothesis import settings
 
+from nomade.exporter.runner import CommandError, CommandResult, CommandRunner
+
 # CI runs the property tests with a fixed seed (the same examples every run), so a submission cannot fail on an
 # example nobody has seen before; development runs explore new examples and keep the failing ones in .hypothesis/.
 settings.register_profile("ci", derandomize=True, print_blob=True)
@@ -55,9 +57,40 @@ class TextRunner:
         self.calls: list[tuple[tuple[str, ...], float | None]] = []
 
     def run(self, argv, *, timeout=None, ttl=None):  # noqa: D102 - CommandRunner.run's signature
-        from nomade.exporter.runner import CommandResult
-
         self.calls.append((tuple(argv), ttl))
         if self.error is not None:
             raise self.error
         return CommandResult(tuple(argv), self.text or "", "", 0.01, 0.0)
+
+
+class MappedRunner(CommandRunner):
+    """Stands in for :class:`~nomade.exporter.runner.CommandRunner` with one canned answer per command line.
+
+    Args:
+        outputs: ``{argv tuple: stdout text or a CommandError to raise}``.
+        missing: ``(reason, detail)`` of the :class:`CommandError` raised for a command line not in ``outputs``
+            (default: the binary is missing; SLURM collector tests use an unreachable controller).
+        finished_at: the results' ``finished_at`` (Unix seconds).
+
+    ``calls`` records each argv tuple in call order.
+    """
+
+    def __init__(
+        self,
+        outputs: dict[tuple[str, ...], str | CommandError],
+        missing: tuple[str, str] = ("missing", "No such file or directory"),
+        finished_at: float = 0.0,
+    ) -> None:
+        super().__init__()
+        self.outputs, self.missing, self.finished_at = outputs, missing, finished_at
+        self.calls: list[tuple[str, ...]] = []
+
+    def run(self, argv, *, timeout=None, ttl=None):  # noqa: D102 - CommandRunner.run's signature
+        key = tuple(argv)
+        self.calls.append(key)
+        value = self.outputs.get(key)
+        if value is None:
+            raise CommandError(key, *self.missing)
+        if isinstance(value, CommandError):
+            raise value
+        return CommandResult(key, value, "", 0.01, self.finished_at)

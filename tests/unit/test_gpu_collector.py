@@ -8,32 +8,20 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from conftest import own_fixture, shared_file
+from conftest import MappedRunner, own_fixture, shared_file
 
 from nomade.exporter.collectors import gpu
 from nomade.exporter.collectors.base import CollectorContext, CollectorError
 from nomade.exporter.collectors.gpu import GpuCollector
 from nomade.exporter.parsers.nvidia_smi import MIB, QUERY_APPS_FIELDS, QUERY_GPU_FIELDS
-from nomade.exporter.runner import CommandError, CommandResult, CommandRunner
+from nomade.exporter.runner import CommandError
 
 XML_ARGV = ("nvidia-smi", "-q", "-x")
 CSV_ARGV = ("nvidia-smi", "--query-gpu=" + ",".join(QUERY_GPU_FIELDS), "--format=csv,nounits")
 APPS_ARGV = ("nvidia-smi", "--query-compute-apps=" + ",".join(QUERY_APPS_FIELDS), "--format=csv,nounits")
 
 
-class FakeRunner(CommandRunner):
-    def __init__(self, outputs: dict[tuple[str, ...], str | CommandError]):
-        super().__init__()
-        self.outputs = outputs
-        self.calls: list[tuple[str, ...]] = []
-
-    def run(self, argv, *, timeout=None, ttl=None):
-        key = tuple(argv)
-        self.calls.append(key)
-        out = self.outputs.get(key, CommandError(key, "missing", "No such file or directory"))
-        if isinstance(out, CommandError):
-            raise out
-        return CommandResult(key, out, "", 0.01, 0.0)
+FakeRunner = MappedRunner
 
 
 def make(tmp_path: Path, outputs=None, nvml=None, **options) -> tuple[GpuCollector, FakeRunner]:

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import calendar
+import functools
 import math
 
 import pytest
-from conftest import own_fixture, shared_file
+from conftest import MappedRunner, own_fixture, shared_file
 
 from nomade.exporter.collectors import licenses
 from nomade.exporter.collectors.base import CollectorContext, CollectorError
@@ -18,7 +19,7 @@ from nomade.exporter.collectors.licenses import (
     rlm_argv,
 )
 from nomade.exporter.config import ConfigError
-from nomade.exporter.runner import CommandError, CommandResult, CommandRunner
+from nomade.exporter.runner import CommandError
 
 NOW = float(calendar.timegm((2024, 3, 5, 12, 0, 0)))
 EDA = {
@@ -29,21 +30,7 @@ EDA = {
 RLM = {"name": "fx", "type": "rlm", "address": "5053@rlmhost", "lmutil": "/opt/rlm/rlmutil"}
 
 
-class FakeRunner(CommandRunner):
-    def __init__(self, outputs: dict[tuple[str, ...], str | CommandError]):
-        super().__init__()
-        self.outputs = outputs
-        self.calls: list[tuple[str, ...]] = []
-
-    def run(self, argv, *, timeout=None, ttl=None):
-        key = tuple(argv)
-        self.calls.append(key)
-        value = self.outputs.get(key)
-        if value is None:
-            raise CommandError(key, "missing", "No such file or directory")
-        if isinstance(value, CommandError):
-            raise value
-        return CommandResult(key, value, "", 0.01, NOW)
+FakeRunner = functools.partial(MappedRunner, finished_at=NOW)
 
 
 def make(servers, outputs, **options):

@@ -2,35 +2,23 @@
 
 from __future__ import annotations
 
+import functools
+
 import pytest
-from conftest import own_fixture
+from conftest import MappedRunner, own_fixture
 
 from nomade.exporter.collectors import quota
 from nomade.exporter.collectors.base import CollectorContext, CollectorError
 from nomade.exporter.collectors.quota import QuotaCollector
 from nomade.exporter.config import ConfigError
-from nomade.exporter.runner import CommandError, CommandResult, CommandRunner
+from nomade.exporter.runner import CommandError
 
 NOW = 1709700000.0
 RAW = own_fixture("repquota", "repquota-u-g-p-n-ext4.txt")
 KIB = 1024
 
 
-class FakeRunner(CommandRunner):
-    def __init__(self, outputs):
-        super().__init__()
-        self.outputs = outputs
-        self.calls: list[tuple[str, ...]] = []
-
-    def run(self, argv, *, timeout=None, ttl=None):
-        key = tuple(argv)
-        self.calls.append(key)
-        value = self.outputs.get(key)
-        if value is None:
-            raise CommandError(key, "missing", "No such file or directory")
-        if isinstance(value, CommandError):
-            raise value
-        return CommandResult(key, value, "", 0.01, NOW)
+FakeRunner = functools.partial(MappedRunner, finished_at=NOW)
 
 
 def entry(out, metric, fs, qtype, name):

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
+
 import pytest
-from conftest import shared_file, shared_files
+from conftest import MappedRunner, shared_file, shared_files
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -12,7 +14,7 @@ from nomade.exporter.collectors.base import CollectorContext
 from nomade.exporter.collectors.slurm_licenses import LICENSES_ARGV, SlurmLicensesCollector
 from nomade.exporter.parsers.slurm_licenses import parse_slurm_licenses
 from nomade.exporter.parsers.slurm_units import parse_timestamp
-from nomade.exporter.runner import CommandError, CommandResult, CommandRunner
+from nomade.exporter.runner import CommandError
 
 LIC_FILES = [p for p in shared_files("scontrol") if "lic" in p.name]
 MULTILINE = """LicenseName=fluent
@@ -81,16 +83,9 @@ def test_mangled_input_never_raises(text):
     parse_slurm_licenses("LicenseName=" + text)
 
 
-class FakeRunner(CommandRunner):
-    def __init__(self, outputs):
-        super().__init__()
-        self.outputs = outputs
-
-    def run(self, argv, *, timeout=None, ttl=None):
-        key = tuple(argv)
-        if key not in self.outputs:
-            raise CommandError(key, "exit", "slurm_load_licenses error: Unable to contact slurm controller")
-        return CommandResult(key, self.outputs[key], "", 0.01, 0.0)
+FakeRunner = functools.partial(
+    MappedRunner, missing=("exit", "slurm_load_licenses error: Unable to contact slurm controller")
+)
 
 
 def _collect(text):

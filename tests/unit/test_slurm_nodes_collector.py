@@ -2,30 +2,22 @@
 
 from __future__ import annotations
 
+import functools
 import math
 
 import pytest
-from conftest import own_fixture
+from conftest import MappedRunner, own_fixture
 
 from nomade.exporter.collectors import slurm_nodes
 from nomade.exporter.collectors.base import CollectorContext
 from nomade.exporter.collectors.slurm_nodes import NODES_ARGV, PARTITIONS_ARGV, SlurmNodesCollector
 from nomade.exporter.parsers.slurm_units import parse_timestamp
-from nomade.exporter.runner import CommandError, CommandResult, CommandRunner
+from nomade.exporter.runner import CommandError
 
 MIB = 1024**2
 
 
-class FakeRunner(CommandRunner):
-    def __init__(self, outputs):
-        super().__init__()
-        self.outputs = outputs
-
-    def run(self, argv, *, timeout=None, ttl=None):
-        key = tuple(argv)
-        if key not in self.outputs:
-            raise CommandError(key, "timeout", "no answer within 10 s")
-        return CommandResult(key, self.outputs[key], "", 0.01, 0.0)
+FakeRunner = functools.partial(MappedRunner, missing=("timeout", "no answer within 10 s"))
 
 
 def collect(nodes="show-node-d-o-22.05.txt", parts="show-partition-o-22.05.txt", **options):

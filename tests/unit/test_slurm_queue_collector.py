@@ -2,31 +2,26 @@
 
 from __future__ import annotations
 
+import functools
+
 import pytest
-from conftest import own_fixture
+from conftest import MappedRunner, own_fixture
 
 from nomade.exporter.collectors import slurm_queue
 from nomade.exporter.collectors.base import CollectorContext
 from nomade.exporter.collectors.slurm_queue import SlurmQueueCollector, weighted_quantile
 from nomade.exporter.parsers.slurm_units import parse_timestamp
 from nomade.exporter.parsers.squeue import SQUEUE_ARGV, US
-from nomade.exporter.runner import CommandError, CommandResult, CommandRunner
+from nomade.exporter.runner import CommandError
 
 NOW = parse_timestamp("2024-03-04T12:00:00")
 
 
-class FakeRunner(CommandRunner):
-    def __init__(self, outputs: dict[tuple[str, ...], str]):
-        super().__init__()
-        self.outputs = outputs
-        self.calls: list[tuple[str, ...]] = []
-
-    def run(self, argv, *, timeout=None, ttl=None):
-        key = tuple(argv)
-        self.calls.append(key)
-        if key not in self.outputs:
-            raise CommandError(key, "exit", "status 1: slurm_load_jobs error: Unable to contact slurm controller")
-        return CommandResult(key, self.outputs[key], "", 0.01, NOW)
+FakeRunner = functools.partial(
+    MappedRunner,
+    missing=("exit", "status 1: slurm_load_jobs error: Unable to contact slurm controller"),
+    finished_at=NOW,
+)
 
 
 def collect(text: str, **options):
