@@ -50,6 +50,8 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from nomade.exporter.config import split_host_port
+
 DEFAULT_PORT = 9867
 """The analytics service's port, next to the exporter's 9866 (see :data:`nomade.exporter.config.DEFAULT_PORT`)."""
 
@@ -287,16 +289,16 @@ class AnalyticsConfig:
     watches: list[Watch] = field(default_factory=lambda: list(DEFAULT_WATCHES))
 
     def host_port(self) -> tuple[str, int]:
-        """Split :attr:`listen_address` into ``(host, port)``.
+        """Split :attr:`listen_address` into ``(host, port)`` (the exporter's parsing, :func:`split_host_port`).
 
         Raises:
             ConfigError: when the port is missing or not an integer.
 
         """
-        host, sep, port = self.listen_address.rpartition(":")
-        if not sep or not port.isdigit():
-            raise ConfigError(f"listen_address {self.listen_address!r} is not host:port")
-        return host.strip("[]"), int(port)
+        try:
+            return split_host_port(self.listen_address)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
 
     def verify(self) -> bool | str:
         """TLS verification setting for the client: ``False``, a CA bundle path, or ``True``."""

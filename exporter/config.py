@@ -73,16 +73,21 @@ class ExporterConfig:
     enabled: dict[str, bool] = field(default_factory=dict)
 
     def host_port(self) -> tuple[str, int]:
-        """Split :attr:`listen_address` into ``(host, port)``.
+        """Split :attr:`listen_address` into ``(host, port)`` (see :func:`split_host_port`)."""
+        return split_host_port(self.listen_address)
 
-        Raises:
-            ConfigError: when the port is missing or not an integer.
 
-        """
-        host, sep, port = self.listen_address.rpartition(":")
-        if not sep or not port.isdigit():
-            raise ConfigError(f"listen_address {self.listen_address!r} is not host:port")
-        return host.strip("[]"), int(port)
+def split_host_port(address: str) -> tuple[str, int]:
+    """Split a ``host:port`` listen address (``[::1]:9866`` for IPv6) into ``(host, port)``.
+
+    Raises:
+        ConfigError: when the port is missing or not an integer.
+
+    """
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit():
+        raise ConfigError(f"listen_address {address!r} is not host:port")
+    return host.strip("[]"), int(port)
 
 
 _FLOAT_KEYS = ("scrape_timeout", "command_timeout", "cache_ttl")
