@@ -9,6 +9,8 @@ Two families of names:
   only the fixed labels are declared here; a published series joins back to its source on the shared labels
   (``nomade_trend_level{watch="filesystem_used"} / on(node, mountpoint) nomade_filesystem_size_bytes``).
 * ``nomade_analytics_*`` — the service's own health (declared labels are the complete label sets).
+* ``nomade_job_risk_*`` and ``nomade_model_*`` — failure-risk scores of pending and running jobs and the models
+  behind them (:mod:`nomade.analytics.risk`); ``nomade_recommendation_*`` (:mod:`nomade.analytics.recommend`).
 
 Values of ``nomade_trend_*`` are in the watch's unit (``unit`` in its configuration: bytes, seconds, jobs...) and
 per second / per second² for the derivatives, as DESIGN.md ("Derivatives") requires; dashboards convert.
@@ -145,7 +147,7 @@ SELF_METRICS: tuple[MetricSpec, ...] = (
         "nomade_analytics_queries_total",
         "counter",
         "Queries sent to Prometheus, by watch and kind (range, instant); a cycle sends a number that depends on "
-        "the watches only, never on the series behind them.",
+        "the watches only, never on the series behind them (watch=risk: the risk engine's job harvest).",
         ("watch", "kind"),
     ),
     MetricSpec(
@@ -198,7 +200,8 @@ SELF_METRICS: tuple[MetricSpec, ...] = (
         "Problems met while evaluating a watch, by reason: unavailable (Prometheus unreachable or failing), "
         "promql (expression rejected), duplicate_series (series equal after dropping job/instance; the one with "
         "most points kept), ambiguous_threshold (several threshold series match one key; none used), estimate "
-        "(the engine failed).",
+        "(the engine failed); with watch=risk the risk engine's: unavailable, promql, harvest, active, store, "
+        "train, registry, score, explain, drift, recommend, internal.",
         ("watch", "reason"),
     ),
     MetricSpec(
@@ -209,7 +212,197 @@ SELF_METRICS: tuple[MetricSpec, ...] = (
     ),
 )
 
-ANALYTICS_METRICS: tuple[MetricSpec, ...] = TREND_METRICS + SELF_METRICS
+_JOB = ("job_id",)
+
+RISK_METRICS: tuple[MetricSpec, ...] = (
+    MetricSpec(
+        "nomade_job_risk_score",
+        "gauge",
+        "Calibrated probability (0-1) that the pending or running job fails (any failure class, cancellations "
+        "included), from the accepted model of its setting or, before one exists, the user-history baseline.",
+        ("job_id", "user", "account", "partition", "state"),
+    ),
+    MetricSpec(
+        "nomade_job_risk_class_probability",
+        "gauge",
+        "Probability (0-1) that the job ends in this failure class (timeout, out_of_memory, failed, node_fail, "
+        "cancelled); absent under the baseline.",
+        ("job_id", "failure_class"),
+    ),
+    MetricSpec(
+        "nomade_job_risk_ood",
+        "gauge",
+        "1 when the job lies outside the training distribution (its score deserves less trust), else 0.",
+        _JOB,
+    ),
+    MetricSpec(
+        "nomade_job_risk_ood_score",
+        "gauge",
+        "Out-of-distribution score of the job (higher = less like the training jobs).",
+        _JOB,
+    ),
+    MetricSpec(
+        "nomade_job_risk_driver",
+        "gauge",
+        "Contribution of a feature to the job's risk score (top 3 by rank), for jobs at or above the alert "
+        "threshold only.",
+        ("job_id", "rank", "feature"),
+    ),
+    MetricSpec(
+        "nomade_job_risk_neighbour_share",
+        "gauge",
+        "Share (0-1) of the job's most similar finished jobs that ended in this failure class (success included), "
+        "for jobs at or above the alert threshold only; classes none of them ended in are left out.",
+        ("job_id", "failure_class"),
+    ),
+    MetricSpec(
+        "nomade_job_risk_neighbours",
+        "gauge",
+        "Number of similar finished jobs behind nomade_job_risk_neighbour_share.",
+        _JOB,
+    ),
+    MetricSpec(
+        "nomade_job_risk_partition_mean_score",
+        "gauge",
+        "Mean risk score of the pending and running jobs of the partition (all scored jobs, not only the published "
+        "ones).",
+        ("partition",),
+    ),
+    MetricSpec(
+        "nomade_job_risk_partition_high_risk_jobs",
+        "gauge",
+        "Pending and running jobs of the partition whose risk is at or above their model's alert threshold.",
+        ("partition",),
+    ),
+    MetricSpec(
+        "nomade_job_risk_user_mean_score",
+        "gauge",
+        "Mean risk score of the user's pending and running jobs.",
+        ("user",),
+    ),
+    MetricSpec(
+        "nomade_job_risk_user_high_risk_jobs",
+        "gauge",
+        "The user's pending and running jobs whose risk is at or above their model's alert threshold.",
+        ("user",),
+    ),
+    MetricSpec(
+        "nomade_job_risk_scored_jobs",
+        "gauge",
+        "Jobs scored in the last scoring, by state (PENDING, RUNNING).",
+        ("state",),
+    ),
+    MetricSpec(
+        "nomade_job_risk_series_dropped",
+        "gauge",
+        "Scored jobs left out of the per-job series by max_scored_jobs (the lowest risks are dropped; the "
+        "aggregates still count them).",
+    ),
+    MetricSpec(
+        "nomade_job_risk_scoring_info",
+        "info",
+        "Which model scores the jobs of a state: setting (submit or run) and version (baseline = the user-history "
+        "baseline, before a model is accepted).",
+        ("state", "setting", "version"),
+    ),
+    MetricSpec(
+        "nomade_job_risk_last_scored_timestamp_seconds",
+        "gauge",
+        "Unix time of the scoring whose per-job values are being served.",
+        (),
+        "seconds",
+    ),
+)
+"""Per-job failure-risk scores and their aggregates (:mod:`nomade.analytics.risk`). Per-job series exist for pending
+and running jobs only, at most ``[analytics.risk] max_scored_jobs`` of them (DESIGN.md principle 4)."""
+
+MODEL_METRICS: tuple[MetricSpec, ...] = (
+    MetricSpec(
+        "nomade_model_info",
+        "info",
+        "The accepted model of a setting: its version and the members the pipeline kept (absent before a model "
+        "is accepted; nomade_job_risk_scoring_info then names the baseline).",
+        ("setting", "version", "models"),
+    ),
+    MetricSpec(
+        "nomade_model_trained_timestamp_seconds",
+        "gauge",
+        "Unix time at which the serving model was trained.",
+        ("setting",),
+        "seconds",
+    ),
+    MetricSpec(
+        "nomade_model_training_jobs",
+        "gauge",
+        "Labelled jobs (run setting: running-job snapshots) the serving model was trained on.",
+        ("setting",),
+    ),
+    MetricSpec(
+        "nomade_model_auc_roc",
+        "gauge",
+        "AUC-ROC of the serving model on its time-ordered holdout (the newest jobs), per model: pipeline (what is "
+        "served), baseline (the user's past failure rate) and the pipeline's members when it reports them.",
+        ("setting", "model"),
+    ),
+    MetricSpec(
+        "nomade_model_brier_score",
+        "gauge",
+        "Brier score (mean squared error of the probability, lower is better) of the serving model on its holdout.",
+        ("setting",),
+    ),
+    MetricSpec(
+        "nomade_model_threshold",
+        "gauge",
+        "Alert threshold on the risk score chosen from the cost ratio (jobs at or above it are high-risk).",
+        ("setting",),
+    ),
+    MetricSpec(
+        "nomade_model_drift_psi",
+        "gauge",
+        "Population stability index of an input feature between the training sample and the jobs of the drift "
+        "window (Siddiqi 2006: < 0.1 stable, 0.1-0.25 moderate shift, > 0.25 major shift).",
+        ("setting", "feature"),
+    ),
+    MetricSpec(
+        "nomade_model_drift_jobs",
+        "gauge",
+        "Recent jobs (drift window) behind nomade_model_drift_psi; no PSI is published below 200 (sampling noise).",
+        ("setting",),
+    ),
+    MetricSpec(
+        "nomade_model_retrains_total",
+        "counter",
+        "Retraining attempts by result: accepted (the candidate replaced the model), rejected (worse than the "
+        "serving model on the same holdout, which stays), failed (training raised).",
+        ("setting", "result"),
+    ),
+    MetricSpec(
+        "nomade_model_store_jobs",
+        "gauge",
+        "Finished jobs in the training store within the history window.",
+    ),
+    MetricSpec(
+        "nomade_model_store_failed_jobs",
+        "gauge",
+        "Failed jobs among nomade_model_store_jobs (training waits for min_train_failures of them).",
+    ),
+    MetricSpec(
+        "nomade_model_load_errors_total",
+        "counter",
+        "Model artefacts that could not be loaded (corrupt, unreadable, unsafe permissions); an older one is used.",
+    ),
+)
+"""Model metadata and quality (:mod:`nomade.analytics.risk`, :mod:`nomade.analytics.model_store`)."""
+
+try:  # H3b's recommendations; declared there so that module owns its names
+    from .recommend import RECOMMEND_METRICS
+except ImportError:  # pragma: no cover - only while the module does not exist
+    RECOMMEND_METRICS: tuple[MetricSpec, ...] = ()  # type: ignore[no-redef]
+
+PREDICTION_METRICS: tuple[MetricSpec, ...] = RISK_METRICS + MODEL_METRICS + tuple(RECOMMEND_METRICS)
+"""Everything the prediction engine publishes (risk scores, models, recommendations)."""
+
+ANALYTICS_METRICS: tuple[MetricSpec, ...] = TREND_METRICS + SELF_METRICS + PREDICTION_METRICS
 """Everything ``nomade-analytics`` may publish."""
 
 SPECS: dict[str, MetricSpec] = {s.name: s for s in ANALYTICS_METRICS}
@@ -221,7 +414,13 @@ def catalog() -> list[tuple[str, MetricSpec]]:
     The owner is ``analytics`` for the ``nomade_trend_*`` families (labels: ``watch`` and the watched series'
     own labels) and ``analytics-self`` for the service's health metrics.
     """
-    return [("analytics", s) for s in TREND_METRICS] + [("analytics-self", s) for s in SELF_METRICS]
+    return (
+        [("analytics", s) for s in TREND_METRICS]
+        + [("analytics-self", s) for s in SELF_METRICS]
+        + [("analytics-risk", s) for s in RISK_METRICS]
+        + [("analytics-model", s) for s in MODEL_METRICS]
+        + [("analytics-recommend", s) for s in RECOMMEND_METRICS]
+    )
 
 
 def render_markdown() -> str:
@@ -237,6 +436,19 @@ def render_markdown() -> str:
     lines += _table(TREND_METRICS, extra=SERIES_LABELS_NOTE)
     lines += ["## analytics (self-metrics)", ""]
     lines += _table(SELF_METRICS)
+    lines += [
+        "## analytics (job failure risk)",
+        "",
+        "Scores of pending and running jobs (`[analytics.risk]`). Per-job series carry `job_id` (join with "
+        "`nomade_slurm_queue_job_info`); at most `max_scored_jobs` jobs, the highest risks.",
+        "",
+    ]
+    lines += _table(RISK_METRICS)
+    lines += ["## analytics (models)", ""]
+    lines += _table(MODEL_METRICS)
+    if RECOMMEND_METRICS:
+        lines += ["## analytics (recommendations)", ""]
+        lines += _table(tuple(RECOMMEND_METRICS))
     return "\n".join(lines)
 
 

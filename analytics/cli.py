@@ -2,7 +2,9 @@
 
 Reads history only through the Prometheus HTTP API (Prometheus, VictoriaMetrics, Thanos, Mimir), runs one analytics
 cycle every ``interval`` (:mod:`nomade.analytics.service`) and serves the results on 127.0.0.1:9867 by default for
-Prometheus to scrape (with ``honor_labels: true``, so the watched series' labels survive). SIGTERM or SIGINT stops
+Prometheus to scrape (with ``honor_labels: true``, so the watched series' labels survive). With
+``[analytics.risk] enabled`` (the default) each cycle also scores pending and running jobs
+(:mod:`nomade.analytics.risk`). SIGTERM or SIGINT stops
 it cleanly; ``--once`` runs one cycle, prints the exposition and exits (status 1 when the cycle failed).
 """
 
@@ -15,7 +17,7 @@ import sys
 import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, generate_latest
 
@@ -126,6 +128,19 @@ def ingest_main(argv: Sequence[str]) -> int:
     return 0
 
 
+def _risk_engine(cfg: AnalyticsConfig, client: PrometheusClient, *, once: bool) -> Any:
+    """The failure-risk engine, or None (logged) when the ``ml`` extra is missing: the trend watches still run."""
+    try:
+        from .risk import RiskEngine
+    except ImportError as exc:
+        log.error("risk scores disabled: %s (install nomade-hpc[ml], or set [analytics.risk] enabled = false)", exc)
+        return None
+    # --once trains inside its single cycle (a background thread would be cut off at exit).
+    quoted = (cfg.cluster or "").replace("\\", "\\\\").replace('"', '\\"')  # a PromQL string literal
+    matchers = f'{cfg.cluster_label}="{quoted}"' if cfg.cluster else ""
+    return RiskEngine(cfg.risk, client, cluster=cfg.cluster, background=not once, matchers=matchers)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``nomade-analytics``; returns the process exit status (2: configuration error).
 
@@ -150,7 +165,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     from .service import AnalyticsService
 
-    service = AnalyticsService(cfg, client)
+    risk = _risk_engine(cfg, client, once=args.once) if cfg.risk.enabled else None
+    service = AnalyticsService(cfg, client, risk=risk)
     registry = CollectorRegistry(auto_describe=False)
     registry.register(service)
     log.info(
@@ -160,9 +176,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         cfg.interval,
         ", ".join(w.name for w in cfg.watches) or "none",
     )
+    if risk is not None:
+        log.info("risk scores: store %s, models in %s", cfg.risk.store, cfg.risk.model_dir)
     if args.once:
         ok = service.run_cycle()
         sys.stdout.write(generate_latest(registry).decode())
+        if risk is not None:
+            risk.close()
         client.close()
         return 0 if ok else 1
     from nomade.exporter.server import serve
@@ -182,6 +202,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     server.shutdown()
     # A cycle in progress ends within one query's timeout and retries; do not wait longer than that for it.
     service.stop(timeout=cfg.timeout * (cfg.retries + 1) + 5)
+    if risk is not None:
+        risk.close()
     client.close()
     return 0
 

@@ -37,6 +37,24 @@ File layout (every key optional)::
     keep_labels = ["instance"]                 # per-watch override of [analytics] keep_labels
     enabled = true                             # false switches a default watch off
 
+    [analytics.risk]                           # job failure-risk scores (nomade.analytics.risk)
+    enabled = true
+    store = "/var/lib/nomade/analytics/jobs.sqlite"     # training store (SQLite, nomade.analytics.jobs_store)
+    model_dir = "/var/lib/nomade/analytics/models"      # model registry; only the service may write there
+    retrain_interval = "7d"                    # the seed's retrain_interval_days = 7
+    min_train_jobs = 200                       # finished jobs (run setting: labelled running-job snapshots)
+    min_train_failures = 20                    # ... of which failed
+    cost_ratio = 5.0                           # cost of a missed failure / cost of a false alarm
+    harvest_lookback = "1h"                    # first harvest window; later ones continue from a watermark
+    history_window = "180d"                    # finished jobs (ended within) used for training and user history
+    max_scored_jobs = 5000                     # per-job series published (highest risk kept)
+    node_label = "node"                        # label of node-mode series that holds SLURM's NodeName
+    node_map = { "*" = "lab-host" }            # NodeName -> node_label value; "*" = every node; default identity
+    models = ["gbm", "knn", "gnn", "autoencoder"]
+    settings = ["submit", "run"]
+    keep_models = 5                            # artefacts kept per setting in model_dir
+    drift_window = "1d"                        # finished jobs compared with the training sample (PSI)
+
 Durations are Prometheus duration strings (``"90s"``, ``"5m"``, ``"1h30m"``, ``"7d"``, ``"1w"``) or numbers of
 seconds. Every error names the file and the key (:class:`ConfigError`).
 """
@@ -251,6 +269,126 @@ partition, failed-job rate, per-job memory (threshold: the job's cgroup limit, s
 GPU temperature, NFS round-trip time and license pool usage."""
 
 
+RISK_WATCH = "risk"
+"""``watch`` label under which the service counts the risk engine's queries and errors (reserved)."""
+
+RISK_MODELS = ("gbm", "knn", "gnn", "autoencoder")
+"""Model names ``[analytics.risk] models`` may list (the members of :class:`nomade.analytics.pipeline.RiskPipeline`)."""
+
+RISK_SETTINGS = ("submit", "run")
+"""Prediction settings: ``submit`` scores from what is known at submission (pending jobs), ``run`` adds the usage so
+far of running jobs (DESIGN.md principle 7 keeps the two apart)."""
+
+
+@dataclass(frozen=True)
+class RiskConfig:
+    """``[analytics.risk]``: failure-risk scoring of pending and running jobs (:mod:`nomade.analytics.risk`).
+
+    Attributes:
+        enabled: run the risk engine in each cycle.
+        store: SQLite training store (:class:`nomade.analytics.jobs_store.JobsStore`).
+        model_dir: directory of the model registry (:class:`nomade.analytics.model_store.ModelRegistry`); created
+            0700; pickled models are loaded from there only.
+        retrain_interval: seconds between retraining attempts per setting (default 7 days: the seed's
+            ``retrain_interval_days = 7``).
+        min_train_jobs: labelled jobs (finished jobs; for ``run``, running-job snapshots whose job has finished)
+            needed before a model is trained.
+        min_train_failures: failed jobs among them needed before a model is trained.
+        cost_ratio: cost of a missed failure over the cost of a false alarm; sets the alert threshold.
+        harvest_lookback: seconds of finished jobs fetched by the first harvest (later harvests continue from the
+            watermark kept in the store).
+        history_window: seconds; finished jobs that ended within it are the training data and the user history.
+        max_scored_jobs: per-job risk series published at most (the highest risks are kept; the rest is counted).
+        node_label: label of the node-mode series that holds SLURM's NodeName.
+        node_map: ``{NodeName: node_label value}``; key ``"*"`` applies to every node (a lab whose slurmd all
+            run on one host); a node missing from the map keeps its name.
+        models: members of the risk pipeline (subset of :data:`RISK_MODELS`).
+        settings: settings trained and served (subset of :data:`RISK_SETTINGS`).
+        keep_models: artefacts kept per setting in ``model_dir`` (the accepted one is never pruned).
+        drift_window: seconds; jobs finished within it are compared with the training sample (PSI).
+
+    """
+
+    enabled: bool = True
+    store: Path = Path("/var/lib/nomade/analytics/jobs.sqlite")
+    model_dir: Path = Path("/var/lib/nomade/analytics/models")
+    retrain_interval: float = 7 * 86400.0
+    min_train_jobs: int = 200
+    min_train_failures: int = 20
+    cost_ratio: float = 5.0
+    harvest_lookback: float = 3600.0
+    history_window: float = 180 * 86400.0
+    max_scored_jobs: int = 5000
+    node_label: str = "node"
+    node_map: dict[str, str] | None = None
+    models: tuple[str, ...] = RISK_MODELS
+    settings: tuple[str, ...] = RISK_SETTINGS
+    keep_models: int = 5
+    drift_window: float = 86400.0
+
+
+_RISK_KEYS = {f.name for f in fields(RiskConfig)}
+
+
+def parse_risk(table: Any, where: str = "analytics.risk") -> RiskConfig:
+    """Build a :class:`RiskConfig` from the ``[analytics.risk]`` table (every key optional).
+
+    Raises:
+        ConfigError: not a table, unknown key, wrong type or range; the message names the key
+            (``analytics.risk.min_train_jobs must be an integer >= 10``).
+
+    """
+    if not isinstance(table, dict):
+        raise ConfigError(f"{where} must be a table ([analytics.risk])")
+    changes: dict[str, Any] = {}
+    for key, value in table.items():
+        k = f"{where}.{key}"
+        if key not in _RISK_KEYS:
+            raise ConfigError(f"unknown key {k}")
+        if key == "enabled":
+            if not isinstance(value, bool):
+                raise ConfigError(f"{k} must be true or false")
+            changes[key] = value
+        elif key in ("store", "model_dir"):
+            if not isinstance(value, str) or not value.strip():
+                raise ConfigError(f"{k} must be a path")
+            changes[key] = Path(value)
+        elif key in ("retrain_interval", "harvest_lookback", "history_window", "drift_window"):
+            changes[key] = parse_duration(value, k)
+        elif key in ("min_train_jobs", "min_train_failures", "max_scored_jobs", "keep_models"):
+            # The time split needs >= 10 jobs (nomade.analytics.evaluate.time_split); one failure at least to
+            # have two classes; one artefact at least (the accepted one).
+            low = {"min_train_jobs": 10, "min_train_failures": 1, "max_scored_jobs": 1, "keep_models": 1}[key]
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ConfigError(f"{k} must be an integer >= {low}")
+            changes[key] = value
+        elif key == "cost_ratio":
+            if isinstance(value, bool) or not isinstance(value, int | float) or not (0 < value < math.inf):
+                raise ConfigError(f"{k} must be a positive finite number")
+            changes[key] = float(value)
+        elif key == "node_label":
+            if not isinstance(value, str) or not _LABEL_RE.match(value):
+                raise ConfigError(f"{k}: {value!r} is not a label name")
+            changes[key] = value
+        elif key == "node_map":
+            if not isinstance(value, dict) or not all(
+                isinstance(n, str) and n and isinstance(v, str) and v for n, v in value.items()
+            ):
+                raise ConfigError(f'{k} must be a table of node names to non-empty strings, e.g. {{ "*" = "host" }}')
+            changes[key] = dict(value)
+        elif key in ("models", "settings"):
+            allowed = RISK_MODELS if key == "models" else RISK_SETTINGS
+            if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
+                raise ConfigError(f"{k} must be a non-empty list of names ({', '.join(allowed)})")
+            bad = [v for v in value if v not in allowed]
+            if bad:
+                raise ConfigError(f"{k}: unknown {key[:-1]} {bad[0]!r} (expected {', '.join(allowed)})")
+            if len(set(value)) != len(value):
+                raise ConfigError(f"{k} lists a name twice")
+            changes[key] = tuple(value)
+    return replace(RiskConfig(), **changes)
+
+
 @dataclass
 class AnalyticsConfig:
     """Resolved service settings.
@@ -270,6 +408,7 @@ class AnalyticsConfig:
         keep_labels: labels of :data:`DROPPED_LABELS` that published series keep.
         log_level: Python logging level name.
         watches: the enabled watches, defaults first (in :data:`DEFAULT_WATCHES` order), then the file's.
+        risk: the ``[analytics.risk]`` settings.
 
     """
 
@@ -287,6 +426,7 @@ class AnalyticsConfig:
     keep_labels: tuple[str, ...] = ()
     log_level: str = "info"
     watches: list[Watch] = field(default_factory=lambda: list(DEFAULT_WATCHES))
+    risk: RiskConfig = field(default_factory=RiskConfig)
 
     def host_port(self) -> tuple[str, int]:
         """Split :attr:`listen_address` into ``(host, port)`` (the exporter's parsing, :func:`split_host_port`).
@@ -396,6 +536,9 @@ def _apply_service(cfg: AnalyticsConfig, section: dict[str, Any]) -> None:
             raise ConfigError(f"unknown key {where}")
         if key in ("watch", "include_default_watches"):
             continue
+        if key == "risk":
+            cfg.risk = parse_risk(value)
+            continue
         if key in ("prometheus_url", "listen_address", "cluster_label", "cluster", "log_level"):
             if not isinstance(value, str) or not value:
                 raise ConfigError(f"{where} must be a non-empty string")
@@ -468,6 +611,8 @@ def parse_watch(table: dict[str, Any], where: str = "analytics.watch") -> Watch:
     if not isinstance(name, str) or not name.strip():
         raise ConfigError(f"{where}.name must be a non-empty string")
     where = f"analytics.watch {name!r}"
+    if name == RISK_WATCH:
+        raise ConfigError(f"{where}: the name {RISK_WATCH!r} is reserved for the risk engine's counters")
     for key in table:
         if key not in _WATCH_KEYS:
             raise ConfigError(f"{where}: unknown key {key!r}")

@@ -68,7 +68,24 @@ cpu_efficiency                ``cpu_s / (elapsed_s * req_cpus)`` (seff's "CPU Ef
 mem_efficiency                ``max_rss_bytes / req_mem_bytes`` (seff's "Memory Efficiency"), ratio
 elapsed_over_timelimit        ``elapsed_s / timelimit_s``, ratio; NaN when unlimited
 log_elapsed_s                 ``log1p(elapsed_s)``, seconds
+<the 18 INPUT_COLUMNS>        the seed's job vector without its target
+                              (:data:`nomade.analytics.job_vectors.INPUT_COLUMNS`; definitions, sources and units
+                              in that module): cpu_efficiency, memory_efficiency, used_gpu, had_swap,
+                              total_write_gb, write_rate_mbps, nfs_ratio, runtime_minutes, write_intensity,
+                              avg_iowait, peak_iowait, device_util, avg_core_busy, imbalance_ratio, max_core_busy,
+                              memory_pressure, swap_activity, procs_blocked. A column the frame carries (harvested
+                              from Prometheus, or stored) is used as is; otherwise the sacct-derived ones are
+                              computed from the job table (cpu/memory efficiency, used_gpu = ``req_gpus``,
+                              runtime_minutes) and the rest is NaN, so every dataset yields the same columns.
+                              ``health_score`` is the target and never a feature.
+mem_slope_bytes_per_s         only when the frame has that column (running-job snapshots): slope at the snapshot
+                              time of the job's memory use, bytes/s (:func:`nomade.analytics.harvest
+                              .fetch_active_jobs`, derivative engine)
 ============================  =================================================================================
+
+``cpu_efficiency`` is both a legacy run-time feature and an INPUT_COLUMN: one column, the frame's own value when it
+has one, else ``cpu_s / (elapsed_s * cpus)`` (cpus = ``alloc_cpus`` when present, else ``req_cpus``).
+``mem_efficiency`` (legacy name) and ``memory_efficiency`` hold the same ratio when computed from the job table.
 """
 
 from __future__ import annotations
@@ -77,6 +94,8 @@ from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
+
+from .job_vectors import INPUT_COLUMNS, job_vectors
 
 #: Pseudo-job count of the m-estimate smoothing of past failure rates (Cestnik 1990).
 SMOOTHING_M = 5.0
@@ -269,7 +288,9 @@ def run_time_features(
     """Submit-time features plus usage-derived ones (END-of-job values on traces: optimistic upper bound).
 
     Args/returns as :func:`submit_time_features`. Added columns (see module docstring): ``cpu_efficiency``,
-    ``mem_efficiency``, ``elapsed_over_timelimit``, ``log_elapsed_s``. Division by zero or missing inputs -> NaN.
+    ``mem_efficiency``, ``elapsed_over_timelimit``, ``log_elapsed_s``, then the rest of
+    :data:`~nomade.analytics.job_vectors.INPUT_COLUMNS` (always all of them, NaN when unknown) and
+    ``mem_slope_bytes_per_s`` when ``df`` has it. Division by zero or missing inputs -> NaN.
     """
     X, _ = submit_time_features(df, partitions=partitions, **kwargs)
     el = _col(df, "elapsed_s")
@@ -281,5 +302,10 @@ def run_time_features(
     tl = _col(df, "timelimit_s")
     X["elapsed_over_timelimit"] = el / tl.where(tl > 0)
     X["log_elapsed_s"] = np.log1p(el.clip(lower=0))
+    vec = job_vectors(df)  # sacct-derived columns from the job table; the rest NaN
+    for c in INPUT_COLUMNS:
+        X[c] = _col(df, c).fillna(vec[c]) if c in df.columns else vec[c]
+    if "mem_slope_bytes_per_s" in df.columns:
+        X["mem_slope_bytes_per_s"] = _col(df, "mem_slope_bytes_per_s")
     X = X.astype(float)
     return X, list(X.columns)

@@ -26,6 +26,11 @@ Label hygiene: a published series carries ``watch`` plus the source series' labe
 ``exported_<name>``, as Prometheus does for clashing target labels. Two source series that become identical after
 the drop (the same filesystem scraped through two exporters) cannot both be published: the one with more points is
 kept and ``nomade_analytics_cycle_errors_total{reason="duplicate_series"}`` counts the others.
+
+Failure risk: with a :class:`nomade.analytics.risk.RiskEngine` (``[analytics.risk]``), each cycle ends with the
+engine's harvest, retraining check and scoring; its series (``nomade_job_risk_*``, ``nomade_model_*``,
+``nomade_recommendation_*``) are served next to the trends, its queries and problems are counted under
+``watch="risk"``, and an engine failure never fails a watch.
 """
 
 from __future__ import annotations
@@ -60,6 +65,18 @@ class QueryClient(Protocol):
     def query(self, expr: str, time: float | None = None) -> list[Sample]: ...  # noqa: D102
 
     def query_range(self, expr: str, start: float, end: float, step: float) -> list[Series]: ...  # noqa: D102
+
+
+class RiskCycle(Protocol):
+    """What the service needs of :class:`nomade.analytics.risk.RiskEngine`."""
+
+    def run_cycle(self, now: float | None = None) -> None: ...  # noqa: D102
+
+    def families(self) -> list[Metric]: ...  # noqa: D102
+
+    def error_counts(self) -> dict[str, int]: ...  # noqa: D102
+
+    def query_counts(self) -> dict[str, int]: ...  # noqa: D102
 
 
 EstimateMany = Callable[..., list[tuple[Mapping[str, str], Any]]]
@@ -102,6 +119,10 @@ class AnalyticsService:
         trend_states: the engine's trend classes, for the ``nomade_trend_state`` state set (default
             :data:`nomade.analytics.derivatives.TREND_STATES`).
         clock: wall clock, Unix seconds (replaced in tests).
+        risk: the failure-risk engine (:class:`nomade.analytics.risk.RiskEngine`) run after the watches in each
+            cycle, or ``None``. Its problems are counted in ``nomade_analytics_cycle_errors_total{watch="risk"}``
+            and its queries in ``nomade_analytics_queries_total{watch="risk"}``; they never fail the watches nor
+            change ``nomade_analytics_up`` (which describes the trend watches).
 
     """
 
@@ -113,6 +134,7 @@ class AnalyticsService:
         estimate_many: EstimateMany | None = None,
         trend_states: Sequence[str] | None = None,
         clock: Callable[[], float] = time.time,
+        risk: RiskCycle | None = None,
     ) -> None:
         if estimate_many is None or trend_states is None:
             from . import derivatives  # numpy-heavy; imported only when the real engine is wanted
@@ -124,6 +146,7 @@ class AnalyticsService:
         self._estimate_many = estimate_many
         self.trend_states = tuple(trend_states)
         self._clock = clock
+        self.risk = risk
         self._lock = threading.Lock()
         self._results: dict[str, WatchResult] = {}
         self._queries: Counter[tuple[str, str]] = Counter()
@@ -181,6 +204,13 @@ class AnalyticsService:
             with self._lock:
                 self._results[w.name] = result
             done += 1
+        if self.risk is not None:
+            try:
+                self.risk.run_cycle(now)
+            except Exception:  # the engine counts what it expects; a bug must not end the cycle or the watches
+                log.exception("risk engine failed")
+                with self._lock:
+                    self._errors[("risk", "internal")] += 1
         ok = not unavailable and (done > 0 or not watches)
         with self._lock:
             self._up = 1.0 if ok else 0.0
@@ -391,6 +421,18 @@ class AnalyticsService:
             ms.add("nomade_analytics_cycle_errors_total", n, watch=watch, reason=reason)
         for result, n in cycles.items():
             ms.add("nomade_analytics_cycles_total", n, result=result)
+        risk_families: list[Metric] = []
+        if self.risk is not None:
+            for kind, n in self.risk.query_counts().items():
+                ms.add("nomade_analytics_queries_total", n, watch="risk", kind=kind)
+            for reason, n in self.risk.error_counts().items():
+                ms.add("nomade_analytics_cycle_errors_total", n, watch="risk", reason=reason)
+            for kind in ("range", "instant"):
+                ms.add("nomade_analytics_queries_total", 0, watch="risk", kind=kind)
+            try:
+                risk_families = self.risk.families()
+            except Exception:  # a scrape never fails (DESIGN.md principle 2)
+                log.exception("risk engine: cannot build its metrics")
         sent = getattr(self.client, "requests_sent", None)
         if isinstance(sent, int):
             ms.add("nomade_analytics_http_requests_total", sent)
@@ -406,7 +448,7 @@ class AnalyticsService:
                 ms.add("nomade_analytics_estimated_series", r.estimated, watch=w.name)
         for result in ("success", "failure"):
             ms.add("nomade_analytics_cycles_total", 0, result=result)
-        return out + ms.families()
+        return out + ms.families() + risk_families
 
     # -- background loop -------------------------------------------------------------------------------------
 

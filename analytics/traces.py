@@ -194,9 +194,10 @@ def load_swf(path_or_text: str | Path | bytes, dataset: str | None = None) -> pd
     ``start_time`` = submit + wait; ``end_time`` = start + run; ``elapsed_s`` = run; ``req_cpus`` = field 8;
     ``req_nodes`` NaN (processors only); ``req_gpus`` = 0 (these machines predate GPUs); ``req_mem_bytes`` =
     field 10 x 1024 x field 8 (total); ``timelimit_s`` = field 9; ``cpu_s`` = field 6 x field 5;
-    ``max_rss_bytes`` = field 7 x 1024 (average per processor, the analogue of SLURM's per-task MaxRSS; not a
-    peak); ``user`` = field 12; ``account`` = field 13; ``job_name`` = field 14; ``partition`` = field 16, or the
-    queue's name from the ``; Queue: <n> <name>`` header (field 15) when the partition is unknown.
+    ``max_rss_bytes`` = field 7 x 1024 x field 5 (average used memory per processor times the allocated
+    processors: a job total, so that ``max_rss_bytes / req_mem_bytes`` compares like with like; not a peak);
+    ``user`` = field 12; ``account`` = field 13; ``job_name`` = field 14; ``partition`` = field 16, or the queue's
+    name from the ``; Queue: <n> <name>`` header (field 15) when the partition is unknown.
 
     Labels (:data:`SWF_STATUS`): 1 -> COMPLETED/success, 0 -> FAILED/failed (generic, not split by cause), 5 ->
     CANCELLED/cancelled, 3 -> COMPLETED, 4 -> FAILED. Status 2 (partial execution, job continues) and -1
@@ -280,7 +281,7 @@ def load_swf(path_or_text: str | Path | bytes, dataset: str | None = None) -> pd
                 "timelimit_s": v(9),
                 "elapsed_s": v(4),
                 "cpu_s": v(6) * v(5),
-                "max_rss_bytes": v(7) * 1024,
+                "max_rss_bytes": v(7) * 1024 * v(5),
                 "state": state,
                 "exit_code": math.nan,
                 "failure_class": classify(state),
@@ -422,6 +423,11 @@ def load_eagle_csv(path_or_text: str | Path | bytes, dataset: str = "eagle") -> 
     988 of 1000 sample rows) -> NaN; ``run_time`` (s) -> ``elapsed_s``; ``state``. ``qos``, ``work_dir``,
     ``submit_line`` are not in the schema. No exit code, TotalCPU or MaxRSS.
 
+    Job arrays: the sample prints every task of an array under the array's ``job_id`` without a task index (452
+    rows share ``532939``). A ``job_id`` that repeats becomes ``<job_id>_<n>``, ``n`` = 0, 1, ... in order of
+    (``start_time``, ``end_time``, row): a stand-in for the unknown task index that keeps one row per task, so the
+    store (keyed by cluster, job id and submit time) does not fold the tasks into one.
+
     Labels: ``failure_class`` = :func:`~nomade.exporter.parsers.slurm_outcome.classify` of ``state`` (the
     sample has only COMPLETED and TIMEOUT); non-terminal states are dropped. ``cancelled`` counts as failed.
 
@@ -468,6 +474,11 @@ def load_eagle_csv(path_or_text: str | Path | bytes, dataset: str = "eagle") -> 
             "failure_class": [classify(s) for s in state],
         }
     )
+    dup = out["job_id"].duplicated(keep=False)
+    if dup.any():
+        order = out[dup].sort_values(["start_time", "end_time"], kind="stable")
+        task = order.groupby("job_id").cumcount()
+        out.loc[task.index, "job_id"] = order["job_id"] + "_" + task.astype(str)
     keep = state.isin(_TERMINAL)
     df = _frame(out[keep].to_dict("records"), dataset)
     df.attrs["dropped"] = {"non_terminal": int((~keep).sum())}

@@ -137,6 +137,15 @@ def _run_analytics(argv: Sequence[str]) -> int:
     return analytics_cli.main(list(argv))
 
 
+# -- nomade recommend -------------------------------------------------------------------------------------------
+
+
+def _recommend_cli():  # the module, imported only when the subcommand runs (keeps `nomade status` light)
+    from . import recommend
+
+    return recommend
+
+
 # -- dispatch ----------------------------------------------------------------------------------------------------
 
 
@@ -162,6 +171,11 @@ SUBCOMMANDS: dict[str, Subcommand] = {
         "overview of filesystems, queue, nodes, finished jobs and collectors, from Prometheus",
         _add_status_options,
         _run_status,
+    ),
+    "recommend": Subcommand(
+        "data-driven recommendations for a user, from Prometheus or the training store",
+        lambda p: _recommend_cli().add_options(p),
+        lambda args: _recommend_cli().run(args),
     ),
     "exporter": Subcommand("run the metrics exporter (same options as nomade-exporter)", None, _run_exporter),
     "analytics": Subcommand(

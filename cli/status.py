@@ -2,13 +2,14 @@
 
 Two halves, so that the screen can be tested without a server and the queries without a terminal:
 
-* :func:`gather` issues one PromQL query per metric family or optional section (thirteen in all, whatever the
-  number of nodes, DESIGN.md principle 6) at one evaluation time and folds the samples into a :class:`StatusSnapshot`;
+* :func:`gather` issues one PromQL query per metric family or optional section (fourteen in all, whatever the
+  number of nodes or jobs, DESIGN.md principle 6) at one evaluation time and folds the samples into a
+  :class:`StatusSnapshot`;
 * :func:`render` is a pure function of the snapshot, the width and the colour switch.
 
 The core sections (filesystems, queue, nodes, finished jobs, collectors) are always printed, saying why when
-they are empty. The optional ones (scheduler, running jobs, GPUs, NFS, licenses, quotas, node health:
-:data:`OPTIONAL_SECTIONS`) are printed only where their collectors report series, so a site without GPUs or NFS
+they are empty. The optional ones (scheduler, running jobs, jobs at risk, GPUs, NFS, licenses, quotas, node
+health: :data:`OPTIONAL_SECTIONS`) are printed only where their collectors report series, so a site without GPUs or NFS
 sees no empty GPU or NFS section.
 
 Label values are operator-controlled text (a drain reason can hold quotes, newlines, escape sequences or
@@ -430,6 +431,67 @@ class HealthProblem:
     cluster: str = ""
 
 
+@dataclass(frozen=True)
+class RiskJobRow:
+    """A pending or running job among the highest failure risks (``nomade_job_risk_*``, analytics risk engine).
+
+    Attributes:
+        score: calibrated probability that the job fails (``nomade_job_risk_score``), 0-1.
+        drivers: ``(feature, contribution to the score)`` by rank (``nomade_job_risk_driver``; published only for
+            jobs at or above the alert threshold).
+        neighbour_shares: ``(failure_class, share)`` of the most similar finished jobs, largest first
+            (``nomade_job_risk_neighbour_share``); ``neighbours``: how many were looked at.
+        ood: the job lies outside the training distribution (``nomade_job_risk_ood``), ``None`` when not reported.
+
+    """
+
+    job_id: str
+    score: float
+    user: str = ""
+    account: str = ""
+    partition: str = ""
+    state: str = ""
+    cluster: str = ""
+    drivers: tuple[tuple[str, float], ...] = ()
+    neighbour_shares: tuple[tuple[str, float], ...] = ()
+    neighbours: int | None = None
+    ood: bool | None = None
+
+
+@dataclass(frozen=True)
+class RiskModelRow:
+    """The served risk model of one setting (``submit`` or ``run``): ``nomade_model_*``.
+
+    Attributes:
+        version, models: labels of ``nomade_model_info`` (``models``: the component models).
+        trained_timestamp: Unix time of the training; training_jobs: jobs it was trained on.
+        threshold: alert threshold on the score, 0-1 (chosen from the cost ratio).
+        auc: holdout AUC-ROC by model (``baseline`` = the user-history baseline), sorted by model name.
+        brier: holdout Brier score.
+
+    """
+
+    setting: str
+    cluster: str = ""
+    version: str = ""
+    models: str = ""
+    trained_timestamp: float | None = None
+    training_jobs: float | None = None
+    threshold: float | None = None
+    auc: tuple[tuple[str, float], ...] = ()
+    brier: float | None = None
+
+
+@dataclass(frozen=True)
+class RiskPartitionRow:
+    """Scored jobs of one partition: at or above the threshold, and the mean score."""
+
+    partition: str
+    cluster: str = ""
+    high_risk_jobs: float | None = None
+    mean_score: float | None = None
+
+
 @dataclass
 class StatusSnapshot:
     """Everything the status screen shows, at one evaluation time.
@@ -438,8 +500,10 @@ class StatusSnapshot:
         prometheus_url: the endpoint read.
         time: evaluation time, Unix seconds.
         clusters: distinct ``cluster`` label values seen (empty when no series carries one).
-        scheduler ... health_problems: the optional sections (:data:`OPTIONAL_SECTIONS`); empty (``None`` for
-            ``health``) where their collectors report nothing, and then not shown.
+        scheduler ... health_problems, risk_*: the optional sections (:data:`OPTIONAL_SECTIONS`); empty (``None``
+            for ``health``) where their collectors report nothing, and then not shown. ``risk_scored`` maps
+            ``(cluster, state)`` to the number of jobs the risk engine scored, ``risk_scoring`` to the setting
+            whose model scores that state (``nomade_job_risk_scoring_info``).
         errors: section name → message, for sections whose query the server rejected.
         queries: number of PromQL queries issued to build it.
 
@@ -465,6 +529,11 @@ class StatusSnapshot:
     near_oom: list[JobMemoryRow] = field(default_factory=list)
     health: HealthCounts | None = None
     health_problems: list[HealthProblem] = field(default_factory=list)
+    risk_jobs: list[RiskJobRow] = field(default_factory=list)
+    risk_models: list[RiskModelRow] = field(default_factory=list)
+    risk_partitions: list[RiskPartitionRow] = field(default_factory=list)
+    risk_scored: dict[tuple[str, str], float] = field(default_factory=dict)
+    risk_scoring: dict[tuple[str, str], str] = field(default_factory=dict)
     errors: dict[str, str] = field(default_factory=dict)
     queries: int = 0
 
@@ -511,7 +580,7 @@ SHARED_FSTYPES = frozenset(
 SUCCESS_CLASSES = frozenset({"success", "completed"})
 
 # Sections shown only where their collectors report (one query each); in screen order.
-OPTIONAL_SECTIONS = ("scheduler", "jobs", "gpus", "nfs", "licenses", "quotas", "health")
+OPTIONAL_SECTIONS = ("scheduler", "jobs", "risk", "gpus", "nfs", "licenses", "quotas", "health")
 # Throttle reasons that are no problem: the GPU is idle, or an administrator set its application clocks
 # (NVML nvmlClocksEventReasonGpuIdle / ApplicationsClocksSetting; "idle" is older nvidia-smi's name).
 GPU_BENIGN_THROTTLE_REASONS = ("idle", "gpu_idle", "applications_clocks_setting")
@@ -519,6 +588,9 @@ GPU_BENIGN_THROTTLE_REASONS = ("idle", "gpu_idle", "applications_clocks_setting"
 LICENSE_EXPIRY_WINDOW_SECONDS = 30 * 86400
 # Rows per group in the "nearest to the limit" lists (quotas per filesystem, jobs per cluster).
 TOP_N = 5
+# Jobs listed per cluster in "Jobs at risk" (highest scores), and the neighbour classes shown per job.
+RISK_TOP_N = 10
+RISK_NEIGHBOUR_CLASSES = 4
 # sdiag metrics of the Scheduler section → SchedulerRow field.
 _SCHEDULER_FIELDS = {
     "nomade_slurm_scheduler_main_cycle_last_seconds": "main_cycle_last_seconds",
@@ -604,6 +676,12 @@ def _optional_queries(cluster: str | None) -> dict[str, str]:
         f"topk by ({node}) (1, {m('nomade_node_health_temperature_celsius')}"
         f" > ({m('nomade_node_health_temperature_max_celsius')} > 0))"
     )
+    # the highest risk scores; max by the score's own labels: two analytics replicas publish the same figures
+    risk_top = (
+        f"topk by (cluster) ({RISK_TOP_N}, max by (cluster, job_id, user, account, partition, state)"
+        f" ({m('nomade_job_risk_score')}))"
+    )
+    risk_job = "cluster, job_id"
     return {
         "scheduler": _selector(list(_SCHEDULER_FIELDS), cluster),
         "jobs": _tagged(
@@ -616,6 +694,27 @@ def _optional_queries(cluster: str | None) -> dict[str, str]:
                 "limit": f"{m('nomade_job_usage_memory_limit_bytes')} and on ({job}) {oom_top}",
                 "rss": f"{m('nomade_job_usage_memory_rss_bytes')} and on ({job}) {oom_top}",
                 "user": f"max by ({job}, user) ({m('nomade_job_usage_info')}) and on ({job}) {oom_top}",
+            }
+        ),
+        "risk": _tagged(
+            {
+                "score": risk_top,
+                "driver": f"max by ({risk_job}, rank, feature) ({m('nomade_job_risk_driver')})"
+                f" and on ({risk_job}) {risk_top}",
+                "share": f"max by ({risk_job}, failure_class) ({m('nomade_job_risk_neighbour_share')})"
+                f" and on ({risk_job}) {risk_top}",
+                "neighbours": f"max by ({risk_job}) ({m('nomade_job_risk_neighbours')}) and on ({risk_job}) {risk_top}",
+                "ood": f"max by ({risk_job}) ({m('nomade_job_risk_ood')}) and on ({risk_job}) {risk_top}",
+                "model": f"max by (cluster, setting, version, models) ({m('nomade_model_info')})",
+                "trained": f"max by (cluster, setting) ({m('nomade_model_trained_timestamp_seconds')})",
+                "training_jobs": f"max by (cluster, setting) ({m('nomade_model_training_jobs')})",
+                "threshold": f"max by (cluster, setting) ({m('nomade_model_threshold')})",
+                "brier": f"max by (cluster, setting) ({m('nomade_model_brier_score')})",
+                "auc": f"max by (cluster, setting, model) ({m('nomade_model_auc_roc')})",
+                "high": f"max by (cluster, partition) ({m('nomade_job_risk_partition_high_risk_jobs')})",
+                "mean": f"max by (cluster, partition) ({m('nomade_job_risk_partition_mean_score')})",
+                "scored": f"max by (cluster, state) ({m('nomade_job_risk_scored_jobs')})",
+                "scoring": f"max by (cluster, state, setting) ({m('nomade_job_risk_scoring_info')})",
             }
         ),
         "gpus": _tagged(
@@ -685,7 +784,7 @@ def _optional_queries(cluster: str | None) -> dict[str, str]:
 def status_queries(cluster: str | None = None) -> dict[str, str]:
     """The PromQL expressions :func:`gather` issues, by section (``finished`` has two: ``finished_1h``, ``_total``).
 
-    Thirteen in all, whatever the number of nodes, jobs or GPUs: six for the core sections, then one per
+    Fourteen in all, whatever the number of nodes, jobs or GPUs: six for the core sections, then one per
     optional section (:data:`OPTIONAL_SECTIONS`), each folding several aggregations into one answer with
     :func:`_tagged`.
 
@@ -1164,8 +1263,91 @@ def _fold_health(samples: list[Sample]) -> tuple[HealthCounts | None, list[Healt
     return counts, problems
 
 
+def _fold_risk(
+    samples: list[Sample],
+) -> tuple[
+    list[RiskJobRow],
+    list[RiskModelRow],
+    list[RiskPartitionRow],
+    dict[tuple[str, str], float],
+    dict[tuple[str, str], str],
+]:
+    stats = _by_stat(samples)
+
+    def job_key(lb: Mapping[str, str]) -> tuple[str, str]:
+        return lb.get("cluster", ""), lb.get("job_id", "")
+
+    drivers: dict[tuple[str, str], list[tuple[float, str, float]]] = defaultdict(list)
+    for s in stats.get("driver", []):
+        try:
+            rank = float(s.labels.get("rank", ""))
+        except ValueError:
+            rank = math.inf
+        drivers[job_key(s.labels)].append((rank, s.labels.get("feature", ""), s.value))
+    shares: dict[tuple[str, str], list[tuple[str, float]]] = defaultdict(list)
+    for s in stats.get("share", []):
+        shares[job_key(s.labels)].append((s.labels.get("failure_class", ""), s.value))
+    neighbours = {job_key(s.labels): round(s.value) for s in stats.get("neighbours", [])}
+    ood = {job_key(s.labels): s.value >= 0.5 for s in stats.get("ood", [])}
+    jobs = []
+    for s in stats.get("score", []):
+        lb = s.labels
+        key = job_key(lb)
+        jobs.append(
+            RiskJobRow(
+                job_id=key[1],
+                score=s.value,
+                user=lb.get("user", ""),
+                account=lb.get("account", ""),
+                partition=lb.get("partition", ""),
+                state=lb.get("state", ""),
+                cluster=key[0],
+                drivers=tuple((f, v) for _, f, v in sorted(drivers.get(key, []), key=lambda d: (d[0], d[1]))),
+                neighbour_shares=tuple(sorted(shares.get(key, []), key=lambda x: (-x[1], x[0]))),
+                neighbours=neighbours.get(key),
+                ood=ood.get(key),
+            )
+        )
+    jobs.sort(key=lambda r: (r.cluster, -r.score, natural_key(r.job_id)))
+
+    models: dict[tuple[str, str], dict[str, object]] = defaultdict(dict)
+    for s in stats.get("model", []):
+        d = models[(s.labels.get("cluster", ""), s.labels.get("setting", ""))]
+        d["version"] = s.labels.get("version", "")
+        d["models"] = s.labels.get("models", "")
+    fields = {"trained": "trained_timestamp", "training_jobs": "training_jobs", "threshold": "threshold"}
+    fields["brier"] = "brier"
+    for stat, f in fields.items():
+        for s in stats.get(stat, []):
+            models[(s.labels.get("cluster", ""), s.labels.get("setting", ""))][f] = s.value
+    aucs: dict[tuple[str, str], list[tuple[str, float]]] = defaultdict(list)
+    for s in stats.get("auc", []):
+        key = (s.labels.get("cluster", ""), s.labels.get("setting", ""))
+        models.setdefault(key, {})
+        aucs[key].append((s.labels.get("model", ""), s.value))
+    model_rows = [
+        RiskModelRow(setting, cluster, auc=tuple(sorted(aucs.get((cluster, setting), []))), **d)  # type: ignore[arg-type]
+        for (cluster, setting), d in sorted(models.items())
+    ]
+
+    parts: dict[tuple[str, str], dict[str, float]] = defaultdict(dict)
+    for stat in ("high", "mean"):
+        for s in stats.get(stat, []):
+            parts[(s.labels.get("cluster", ""), s.labels.get("partition", ""))][stat] = s.value
+    part_rows = [
+        RiskPartitionRow(p, c, d.get("high"), d.get("mean"))
+        for (c, p), d in sorted(parts.items(), key=lambda kv: (kv[0][0], natural_key(kv[0][1])))
+    ]
+    scored = {(s.labels.get("cluster", ""), s.labels.get("state", "")): s.value for s in stats.get("scored", [])}
+    scoring = {
+        (s.labels.get("cluster", ""), s.labels.get("state", "").upper()): s.labels.get("setting", "")
+        for s in stats.get("scoring", [])
+    }
+    return jobs, model_rows, part_rows, scored, scoring
+
+
 def gather(client: PrometheusClient, now: float | None = None, cluster: str | None = None) -> StatusSnapshot:
-    """Read the status figures from Prometheus in thirteen queries (:func:`status_queries`), all at ``now``.
+    """Read the status figures from Prometheus in fourteen queries (:func:`status_queries`), all at ``now``.
 
     Args:
         client: the query client.
@@ -1198,6 +1380,7 @@ def gather(client: PrometheusClient, now: float | None = None, cluster: str | No
     quotas, quota_over = _fold_quotas(results["quotas"])
     job_counts, near_oom = _fold_jobs(results["jobs"])
     health, health_problems = _fold_health(results["health"])
+    risk_jobs, risk_models, risk_partitions, risk_scored, risk_scoring = _fold_risk(results["risk"])
     return StatusSnapshot(
         prometheus_url=client.base_url,
         time=t,
@@ -1219,6 +1402,11 @@ def gather(client: PrometheusClient, now: float | None = None, cluster: str | No
         near_oom=near_oom,
         health=health,
         health_problems=health_problems,
+        risk_jobs=risk_jobs,
+        risk_models=risk_models,
+        risk_partitions=risk_partitions,
+        risk_scored=risk_scored,
+        risk_scoring=risk_scoring,
         errors=errors,
         queries=client.queries_issued - before,
     )
@@ -1838,6 +2026,129 @@ def _render_jobs(snap: StatusSnapshot, width: int, st: _Style) -> list[str]:
     return lines
 
 
+def _risk_threshold(snap: StatusSnapshot, r: RiskJobRow) -> float | None:
+    """The alert threshold of the model that scored the job.
+
+    The setting is the one ``nomade_job_risk_scoring_info`` names for the job's state; without it, pending jobs
+    are taken as scored by the submit-time model (``submit``) and others by the run-time one (``run``, else
+    ``submit``: the risk engine's fallback, analytics/risk.py).
+    """
+    ths = {m.setting: m.threshold for m in snap.risk_models if m.cluster == r.cluster and m.threshold is not None}
+    setting = snap.risk_scoring.get((r.cluster, r.state.upper()))
+    if setting is not None:
+        return ths.get(setting)
+    if r.state.upper() == "PENDING":
+        return ths.get("submit")
+    return ths.get("run", ths.get("submit"))
+
+
+def _render_risk(snap: StatusSnapshot, width: int, st: _Style, max_rows: int) -> list[str]:
+    if not (snap.risk_jobs or snap.risk_models or snap.risk_partitions or snap.risk_scored):
+        return _optional_failed(snap, "risk", "Jobs at risk:", st)
+    multi = len(snap.clusters) > 1
+    lines = [st.bold("Jobs at risk:")]
+    for m in snap.risk_models:
+        head = "  " + _qualify(st, m.cluster, f"model {st.label(m.setting)}", multi)
+        if m.version:
+            head += f" {st.label(m.version)}"
+        if m.models:
+            head += f" ({st.label(m.models)})"
+        parts = []
+        if m.threshold is not None:
+            parts.append(f"alert at {m.threshold * 100:.0f}%")
+        if m.trained_timestamp is not None:
+            on = "" if m.training_jobs is None else f" on {format_count(m.training_jobs)} jobs"
+            parts.append(f"trained {format_age(snap.time - m.trained_timestamp)} ago{on}")
+        lines.append(head + (": " + ", ".join(parts) if parts else ""))
+        quality = []
+        if m.auc:
+            # what is served (pipeline) first, then its members, and the baseline it must beat last
+            ordered = sorted(m.auc, key=lambda kv: (kv[0] != "pipeline", kv[0] == "baseline", kv[0]))
+            quality.append("AUC " + ", ".join(f"{st.label(k)} {v:.2f}" for k, v in ordered))
+        if m.brier is not None:
+            quality.append(f"Brier {m.brier:.3f}")
+        if quality:
+            lines.append("    holdout: " + "; ".join(quality))
+    clusters = sorted({c for c, _ in snap.risk_scored} | {p.cluster for p in snap.risk_partitions})
+    for cluster in clusters:
+        who = f"{st.label(cluster)}: " if multi and cluster else ""
+        scored = sorted(((s, v) for (c, s), v in snap.risk_scored.items() if c == cluster), key=lambda x: x[0])
+        if scored:
+            lines.append(f"  {who}scored: " + ", ".join(f"{format_count(v)} {st.label(s.lower())}" for s, v in scored))
+        parts_c = [p for p in snap.risk_partitions if p.cluster == cluster and p.high_risk_jobs is not None]
+        if parts_c:
+            high = sorted(
+                (p for p in parts_c if round(p.high_risk_jobs or 0) > 0),
+                key=lambda p: (-(p.high_risk_jobs or 0), natural_key(p.partition)),
+            )
+            if not high:
+                lines.append(f"  {who}high risk by partition: none at or above the alert threshold")
+            else:
+                shown, hidden = _cap(high, max_rows)
+                text = ", ".join(
+                    f"{st.label(p.partition)} {format_count(p.high_risk_jobs)}"
+                    + ("" if p.mean_score is None else f" (mean {p.mean_score * 100:.0f}%)")
+                    for p in shown
+                )
+                more = f", +{hidden} more" if hidden else ""
+                lines.append(f"  {who}high risk by partition: " + st.yellow(text + more))
+    rows = snap.risk_jobs
+    if not rows:
+        lines.append("  no pending or running job scored")
+        return lines
+    rows_shown, rows_hidden = _cap(rows, max_rows)
+    job_w = min(16, max(3, max(display_width(_qualify(st, r.cluster, st.label(r.job_id), multi)) for r in rows)))
+    user_w = min(12, max(4, max(display_width(st.label(r.user)) for r in rows)))
+    part_w = min(14, max(9, max(display_width(st.label(r.partition)) for r in rows)))
+    state_w = min(10, max(5, max(display_width(st.label(r.state)) for r in rows)))
+    lines.append(
+        st.dim(
+            "  "
+            + fit("job", job_w)
+            + " "
+            + fit("user", user_w)
+            + " "
+            + fit("partition", part_w)
+            + " "
+            + fit("state", state_w)
+            + f" {'risk':>5}"
+        )
+    )
+    for r in rows_shown:
+        threshold = _risk_threshold(snap, r)
+        high = threshold is not None and r.score >= threshold
+        risk = fit(f"{r.score * 100:.0f}%", 5, ">")
+        marks = []
+        if high:
+            marks.append(st.red("! high"))
+        if r.ood:
+            # outside the training distribution: the score deserves less trust (OODDetector)
+            marks.append(st.yellow("OOD"))
+        lines.append(
+            "  "
+            + st.fit(_qualify(st, r.cluster, st.label(r.job_id), multi), job_w)
+            + " "
+            + st.fit(st.label(r.user), user_w)
+            + " "
+            + st.fit(st.label(r.partition), part_w)
+            + " "
+            + st.fit(st.label(r.state), state_w)
+            + " "
+            + (st.red(risk) if high else risk)
+            + ("  " + " ".join(marks) if marks else "")
+        )
+        if r.drivers:
+            lines.append(f"    {st.branch} drivers: " + ", ".join(f"{st.label(f)} {v:+.2f}" for f, v in r.drivers))
+        if r.neighbour_shares:
+            n = "" if r.neighbours is None else f"{r.neighbours} "
+            mix = ", ".join(
+                f"{st.label(c)} {v * 100:.0f}%" for c, v in r.neighbour_shares[:RISK_NEIGHBOUR_CLASSES] if v > 0
+            )
+            lines.append(f"    {st.branch} {n}most similar finished jobs: {mix or 'no outcome shares'}")
+    lines += _more(st, rows_hidden, "scored job")
+    return lines
+
+
 def _render_gpus(snap: StatusSnapshot, width: int, st: _Style, max_rows: int) -> list[str]:
     rows = snap.gpus
     if not rows:
@@ -2154,7 +2465,7 @@ def render(
         color: emit ANSI SGR colours (usage bands, down/drain states).
         max_rows: at most this many filesystem and node rows (fullest filesystems and problem nodes kept
             first), and as many rows of each list of the optional sections (GPU nodes, NFS exports, license
-            features, node-health problems of one kind); 0 shows all.
+            features, node-health problems of one kind, jobs at risk); 0 shows all.
         ascii_only: use ASCII glyphs for bars and rules (terminals that cannot show UTF-8).
 
     Returns:
@@ -2172,6 +2483,7 @@ def render(
         # the optional sections: an empty list (not printed) where their collectors report nothing
         _render_scheduler(snapshot, width, st),
         _render_jobs(snapshot, width, st),
+        _render_risk(snapshot, width, st, max_rows),
         _render_gpus(snapshot, width, st, max_rows),
         _render_nfs(snapshot, width, st, max_rows),
         _render_licenses(snapshot, width, st, max_rows),

@@ -2,7 +2,7 @@
 # NØMADE lab stack: a real multi-node SLURM cluster (munge, MariaDB, slurmdbd, slurmctld, several slurmd),
 # Prometheus, the NØMADE exporter and the NØMADE analytics service on one Debian 12 host, all on loopback.
 #
-# Usage: deploy/lab/lab.sh install|start|stop|reset|status|workload
+# Usage: deploy/lab/lab.sh install|start|stop|reset|status|workload|workload-ml [N]
 #
 #   install   apt packages, only when their binaries are missing (NOMADE_LAB_FORCE_INSTALL=1: always)
 #   start     start everything (idempotent: what already runs is left alone)
@@ -11,6 +11,9 @@
 #   status    what runs
 #   workload  submit the known workload (deploy/lab/workload.sh), wait for every final state and write
 #             $LAB/workload.json
+#   workload-ml [N]  submit a stream of N (default 60) short jobs with designed failure modes for the risk
+#             models (deploy/lab/workload_ml.sh; adds user carol, account biology), wait for every final
+#             state and write $LAB/workload_ml.json
 #
 # Root required. State lives under $NOMADE_LAB_DIR (default /var/lib/nomade-lab). The recipe this follows
 # (order of start, multi-slurmd settings) is ../shared/recipes/LAB.md.
@@ -157,8 +160,16 @@ prepare() {
     chmod 600 "$LAB/etc/slurmdbd.conf"
     render "$HERE/my.cnf.in" "$LAB/etc/my.cnf"
     render "$HERE/prometheus.yml.in" "$LAB/etc/prometheus.yml"
+    # The analytics service reads deploy/lab/analytics.toml (the watches, also read by the integration tests)
+    # followed by the rendered [analytics.risk] section (paths under $LAB, node_map to this host's name).
+    render "$HERE/analytics-risk.toml.in" "$LAB/etc/analytics-risk.toml"
+    cat "$HERE/analytics.toml" "$LAB/etc/analytics-risk.toml" >"$LAB/etc/analytics.toml.tmp"
+    mv "$LAB/etc/analytics.toml.tmp" "$LAB/etc/analytics.toml"
+    rm -f "$LAB/etc/analytics-risk.toml"
+    mkdir -p "$LAB/analytics"
+    chmod 700 "$LAB/analytics"
     chmod 644 "$LAB/etc/slurm.conf" "$LAB/etc/cgroup.conf" "$LAB/etc/gres.conf" "$LAB/etc/my.cnf" \
-        "$LAB/etc/prometheus.yml"
+        "$LAB/etc/prometheus.yml" "$LAB/etc/analytics.toml"
     # Client commands (sinfo, sacct, the exporter run by others) read /etc/slurm/slurm.conf unless SLURM_CONF
     # is set: point it at the lab's file, but never replace a real configuration.
     mkdir -p /etc/slurm
@@ -279,21 +290,24 @@ start_slurmds() {
     fi
 }
 
+ensure_user() {  # ensure_user USER ACCOUNT: the Unix user, the SLURM account and their association
+    local user=$1 account=$2
+    id -u "$user" >/dev/null 2>&1 || { useradd -m -s /bin/bash "$user" && log "user $user created"; }
+    if [[ -z $(sacctmgr -n -P show account "$account" format=account) ]]; then
+        sacctmgr -i add account "$account" Cluster=lab Description="$account" Organization=lab >/dev/null
+        log "sacctmgr: account $account added"
+    fi
+    if [[ -z $(sacctmgr -n -P show assoc where user="$user" account="$account" format=user) ]]; then
+        sacctmgr -i add user "$user" Account="$account" Cluster=lab >/dev/null
+        log "sacctmgr: user $user (account $account) added"
+    fi
+}
+
+# alice and bob are the users of the known workload; carol (account biology) is added by `workload-ml` only, so
+# the counts the other integration tests assert (users, associations) stay those of the known workload.
 ensure_users() {
-    local pair user account
-    for pair in alice:physics bob:chemistry; do
-        user=${pair%%:*}
-        account=${pair#*:}
-        id -u "$user" >/dev/null 2>&1 || { useradd -m -s /bin/bash "$user" && log "user $user created"; }
-        if [[ -z $(sacctmgr -n -P show account "$account" format=account) ]]; then
-            sacctmgr -i add account "$account" Cluster=lab Description="$account" Organization=lab >/dev/null
-            log "sacctmgr: account $account added"
-        fi
-        if [[ -z $(sacctmgr -n -P show assoc where user="$user" account="$account" format=user) ]]; then
-            sacctmgr -i add user "$user" Account="$account" Cluster=lab >/dev/null
-            log "sacctmgr: user $user (account $account) added"
-        fi
-    done
+    ensure_user alice physics
+    ensure_user bob chemistry
 }
 
 prom_ok() { curl -sf --max-time 2 "http://$PROM_ADDR/-/ready"; }
@@ -380,7 +394,7 @@ start_analytics() {
         warn "analytics: $ROOT/.venv not found (no venv); Prometheus will show job=nomade-analytics down"
         return 0
     fi
-    setsid "${cmd[@]}" --config "$HERE/analytics.toml" --prometheus.url "http://$PROM_ADDR" \
+    setsid "${cmd[@]}" --config "$LAB/etc/analytics.toml" --prometheus.url "http://$PROM_ADDR" \
         --web.listen-address "$ANALYTICS_ADDR" --interval 15s \
         >>"$LAB/log/analytics.log" 2>&1 </dev/null &
     echo $! >"$LAB/run/analytics.pid"
@@ -509,6 +523,7 @@ for t in json.load(sys.stdin)["data"]["activeTargets"]:
     print("  %s %s %s %s" % (t["labels"]["job"], t["scrapeUrl"], t["health"], t.get("lastError", "")))' || true
     fi
     [[ -f $LAB/workload.json ]] && echo "workload: $LAB/workload.json"
+    [[ -f $LAB/workload_ml.json ]] && echo "workload-ml: $LAB/workload_ml.json"
     return 0
 }
 
@@ -518,7 +533,14 @@ cmd_workload() {
     NOMADE_LAB_DIR="$LAB" bash "$HERE/workload.sh"
 }
 
-usage() { sed -n '5,14p' "$0" | sed 's/^# \{0,1\}//'; }
+cmd_workload_ml() {
+    need_root
+    ctld_ok >/dev/null 2>&1 || die "slurmctld is not running: '$0 start' first"
+    ensure_user carol biology
+    NOMADE_LAB_DIR="$LAB" bash "$HERE/workload_ml.sh" "$@"
+}
+
+usage() { sed -n '5,17p' "$0" | sed 's/^# \{0,1\}//'; }
 
 case "${1:-}" in
     install) cmd_install ;;
@@ -527,6 +549,7 @@ case "${1:-}" in
     reset) cmd_reset ;;
     status) cmd_status ;;
     workload) cmd_workload ;;
+    workload-ml) shift; cmd_workload_ml "$@" ;;
     -h | --help | help) usage ;;
     *) usage >&2; exit 2 ;;
 esac

@@ -10,6 +10,11 @@ separator 0x1F, which cannot occur in partition names, states, times, numbers or
 is kept so that columns are mapped by title, whatever order or SLURM version. No free-text field is requested
 except ``Reason``, which is reduced to a bounded token (:func:`reason_token`). Job names are not requested.
 
+The per-job command :data:`SQUEUE_JOBS_ARGV` (``[collector.slurm_queue] per_job = true``) adds ``UserName``,
+``Account``, ``StartTime``, ``TimeLimit``, ``NodeList`` and, last, the free-text ``Name``; it is parsed by
+:func:`parse_squeue_jobs` into :class:`QueueJobDetail` records whose ``job`` part equals what :func:`parse_squeue`
+gives for the same line.
+
 Pending tasks of a job array are printed as ONE line whose ``ArrayTaskID`` is an index expression
 (``1-100%5``: tasks 1..100, at most 5 running at once); ``squeue -r`` would print one line per task, which is
 what this design avoids. SLURM truncates that expression to ``SLURM_BITSTR_LEN`` bytes (default 64, so 63
@@ -32,7 +37,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .common import ParseResult
-from .slurm_units import gc_paused, is_null, parse_timestamp, parse_tres, per_parse_cache, split_header_table
+from .slurm_units import (
+    gc_paused,
+    is_null,
+    parse_duration,
+    parse_timestamp,
+    parse_tres,
+    per_parse_cache,
+    split_header_table,
+)
 
 US = "\x1f"
 # Fields the collector asks for; titles as squeue prints them (src/squeue/print.c).
@@ -50,10 +63,20 @@ SQUEUE_FIELDS = (
     "tres-alloc",
 )
 SQUEUE_ARGV: tuple[str, ...] = ("squeue", "--all", "--Format=" + ",".join(f"{f}:{US}" for f in SQUEUE_FIELDS))
+# The per-job command (``[collector.slurm_queue] per_job = true``): the same fields plus the job's owner, times,
+# limit, nodes and name. ``Name`` is free text and comes LAST, so a name that contains the delimiter is joined
+# back (see :func:`parse_squeue_jobs`). Titles as printed: USER, ACCOUNT, START_TIME, TIME_LIMIT, NODELIST, NAME.
+SQUEUE_JOB_FIELDS = (*SQUEUE_FIELDS, "UserName", "Account", "StartTime", "TimeLimit", "NodeList", "Name")
+SQUEUE_JOBS_ARGV: tuple[str, ...] = (
+    "squeue",
+    "--all",
+    "--Format=" + ",".join(f"{f}:{US}" for f in SQUEUE_JOB_FIELDS),
+)
 
 HEADERS = frozenset({
     "JOBID", "ARRAY_JOB_ID", "ARRAY_TASK_ID", "PARTITION", "STATE", "ST", "REASON", "NODELIST(REASON)",
     "SUBMIT_TIME", "ELIGIBLE_TIME", "START_TIME", "CPUS", "NODES", "TASKS", "TRES_ALLOC", "USER", "NAME", "TIME",
+    "ACCOUNT", "TIME_LIMIT", "NODELIST",
 })  # fmt: skip
 
 # squeue(1) "JOB STATE CODES": compact code -> long state.
@@ -199,6 +222,13 @@ def _gpus_from_tres(text: str | None) -> float | None:
     return sum(typed) if typed else 0.0
 
 
+def _memory_from_tres(text: str | None) -> float | None:
+    """Total job memory in bytes from a TRES string (``mem=600M``), ``None`` without ``mem``."""
+    if text is None or is_null(text):
+        return None
+    return parse_tres(text).get("mem")
+
+
 def _split_partitions(text: str | None) -> tuple[str, ...]:
     if text is None or is_null(text):
         return ()
@@ -231,6 +261,8 @@ class _TableConverters:
         self.gpus = per_parse_cache(_gpus_from_tres)
         self.time = per_parse_cache(parse_timestamp)
         self.tasks = per_parse_cache(lambda expr: count_array_tasks(expr, bitstr_len))
+        self.duration = per_parse_cache(parse_duration)
+        self.memory = per_parse_cache(_memory_from_tres)
 
 
 def _job_from_table(
@@ -447,4 +479,145 @@ def parse_squeue(text: str, bitstr_len: int = 64) -> ParseResult[QueueJob]:
                 result.skip(no, issue, line)
             if rec is not None:
                 result.records.append(rec)
+    return result
+
+
+@dataclass(frozen=True)
+class QueueJobDetail:
+    """One squeue line of the per-job command (:data:`SQUEUE_JOBS_ARGV`): the queue record plus its attributes.
+
+    Attributes:
+        job: the :class:`QueueJob` of the line (what the aggregate gauges use).
+        user: ``UserName`` (``None`` when empty).
+        account: ``Account`` (``None`` when empty).
+        name: ``Name``, the job name as free text (``""`` when empty); never parsed, only carried as a label.
+        partition: the partition text as squeue prints it (``"p1,p2"`` for a multi-partition pending job), with
+            the default marker ``*`` removed.
+        start_time: ``StartTime`` in Unix seconds for jobs that have started; ``None`` for pending jobs, whose
+            StartTime is the scheduler's estimate (squeue(1) ``%S``: "expected start time"), not a fact.
+        timelimit_seconds: ``TimeLimit`` in seconds; ``None`` for ``UNLIMITED``/``Partition_Limit``/``N/A``.
+        memory_bytes: total memory of the job, from ``mem=`` of ``tres-alloc`` (requested TRES while pending,
+            allocated once running). On SLURM 22.05 this is the job's total: ``--mem`` x nodes, or
+            ``--mem-per-cpu`` x CPUs (lab capture: ``-N 2 --mem=300M`` shows ``mem=600M``, ``-n 3
+            --mem-per-cpu=100M`` shows ``mem=300M``). ``MinMemory`` is not used: it is per node OR per CPU
+            without saying which. ``None`` when the TRES string has no ``mem``.
+        nodelist: ``NodeList`` of a started job in SLURM's compressed form (``c[01-02]``), ``""`` while pending.
+
+    """
+
+    job: QueueJob
+    user: str | None = None
+    account: str | None = None
+    name: str = ""
+    partition: str = ""
+    start_time: float | None = None
+    timelimit_seconds: float | None = None
+    memory_bytes: float | None = None
+    nodelist: str = ""
+
+
+_JOB_TITLES = ("JOBID", "STATE", "USER", "NAME")
+
+
+def _detail(job: QueueJob, f: dict[str, str], conv: _TableConverters) -> tuple[QueueJobDetail, list[str]]:
+    """The per-job attributes of one parsed line (``f``: column texts by title)."""
+    issues: list[str] = []
+    start = None
+    if job.state != "pending":
+        text = f.get("START_TIME")
+        if text is not None:
+            try:
+                start = conv.time(text)
+            except ValueError:
+                issues.append(f"job {job.job_id}: START_TIME {text!r} is not a timestamp")
+    limit = None
+    text = f.get("TIME_LIMIT")
+    if text is not None:
+        try:
+            limit = conv.duration(text)
+        except ValueError:
+            issues.append(f"job {job.job_id}: TIME_LIMIT {text!r} is not a duration")
+    tres = f.get("TRES_ALLOC")
+    memory = None if tres is None else conv.memory(tres)  # parse_tres skips bad items, never raises
+    user = f.get("USER", "").strip()
+    account = f.get("ACCOUNT", "").strip()
+    nodelist = f.get("NODELIST", "").strip()
+    return (
+        QueueJobDetail(
+            job=job,
+            user=None if is_null(user) else user,
+            account=None if is_null(account) else account,
+            name=f.get("NAME", ""),
+            partition=",".join(job.partitions),
+            start_time=start,
+            timelimit_seconds=limit,
+            memory_bytes=memory,
+            nodelist="" if is_null(nodelist) or nodelist.startswith("(") else nodelist,
+        ),
+        issues,
+    )
+
+
+def parse_squeue_jobs(text: str, bitstr_len: int = 64) -> ParseResult[QueueJobDetail]:
+    """Parse the output of :data:`SQUEUE_JOBS_ARGV` (or any squeue table with a header and a ``NAME`` column).
+
+    The table is split on 0x1F (or the delimiter its header uses). ``NAME`` is free text: when it is the last
+    column and a line has more fields than the header, the surplus is joined back into the name with the
+    delimiter, so a job name containing 0x1F keeps its line (sacct's parser does the same for ``JobName``). A
+    name containing a newline splits its line in two; with the -O suffix delimiter (every complete line ends with
+    it) both halves are then counted as issues and skipped.
+
+    Args:
+        text: the command output, header line first.
+        bitstr_len: the ``SLURM_BITSTR_LEN`` squeue ran with (see :func:`count_array_tasks`).
+
+    Returns:
+        One :class:`QueueJobDetail` per line, in input order (the aggregate queue gauges are computed from the
+        ``job`` attributes exactly as :func:`parse_squeue` would give them). Lines with a bad job id, unknown
+        state or wrong field count are skipped as issues; a bad value inside a line is left ``None`` and
+        counted. Text without a recognisable header (or without JOBID/STATE columns) gives one "unrecognised
+        format" issue; empty text gives nothing.
+
+    """
+    result: ParseResult[QueueJobDetail] = ParseResult()
+    if not text.strip():
+        return result
+    table = split_header_table(text, HEADERS)
+    if table is None or "JOBID" not in table[0] or not ({"STATE", "ST"} & set(table[0])):
+        result.skip(0, "unrecognised format", text.strip().splitlines()[0])
+        return result
+    headers, rows = table
+    header_line = next(line for line in text.splitlines() if line.strip())
+    delim = US if US in header_line else ("|" if "|" in header_line else None)
+    name_last = headers[-1] == "NAME" and delim is not None
+    # With -O suffixes every complete line ends with the delimiter; one that does not was cut (by a newline in
+    # a job name) and would otherwise parse with a truncated name.
+    terminated = delim is not None and header_line.rstrip("\r\n ").endswith(delim)
+    conv = _TableConverters(bitstr_len)
+    with gc_paused():
+        for no, line, values in rows:
+            if terminated and not line.rstrip("\r\n ").endswith(delim):
+                result.skip(no, "line does not end with the delimiter (cut by a newline in a name?)", line)
+                continue
+            if values is None and name_last:
+                parts = line.rstrip("\r\n").split(delim)
+                if terminated and parts and parts[-1] == "":
+                    parts.pop()  # the -O suffix after the last column
+                if len(parts) > len(headers):
+                    width = len(headers) - 1
+                    # Surrounding blanks go, as split_header_table strips padded values.
+                    values = [p.strip(" \t") for p in parts[:width]] + [delim.join(parts[width:]).strip(" \t")]
+            if values is None:
+                result.skip(no, f"expected {len(headers)} fields", line)
+                continue
+            f: dict[str, str] = {}
+            for h, v in zip(headers, values, strict=True):
+                f.setdefault(h, v)  # a repeated title keeps its first value
+            job, issues = _job_from_table(f, bitstr_len, conv)
+            if job is not None:
+                detail, more = _detail(job, f, conv)
+                issues += more
+                result.records.append(detail)
+            for issue in issues:
+                result.skip(no, issue, line)
     return result

@@ -7,6 +7,10 @@ loaded with the known workload by::
 
 When the lab is not there the integration tests are skipped, unless ``NOMADE_LAB=1`` is set (``make test``
 sets it): then they FAIL, so a CI run cannot pass by skipping them.
+
+Tests marked ``after_ml_workload`` run last: their session fixture :func:`ml_workload` runs
+``deploy/lab/lab.sh workload-ml`` (about 60 more finished jobs) when ``$LAB/workload_ml.json`` is missing, which would
+change the exact counts every other test asserts.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -26,6 +31,8 @@ LAB_DIR = Path(os.environ.get("NOMADE_LAB_DIR", "/var/lib/nomade-lab"))
 PROM_URL = "http://127.0.0.1:9090"
 EXPORTER_URL = "http://127.0.0.1:9866"
 START_HINT = "deploy/lab/lab.sh reset && deploy/lab/lab.sh start && deploy/lab/lab.sh workload"
+LAB_SH = Path(__file__).resolve().parents[2] / "deploy" / "lab" / "lab.sh"
+ML_WORKLOAD_TIMEOUT = 600  # seconds for `lab.sh workload-ml` (it bounds its own wait at 420 s by default)
 
 
 def lab_missing(why: str) -> None:
@@ -129,6 +136,34 @@ def lab_workload(slurm: Callable[..., str]) -> dict[str, Any]:
     return json.loads(path.read_text())
 
 
+@pytest.fixture(scope="session")
+def ml_workload(lab_workload: dict[str, Any]) -> dict[str, Any]:
+    """``$LAB/workload_ml.json`` (deploy/lab/workload_ml.sh), running ``lab.sh workload-ml`` first when it is missing.
+
+    Only tests marked ``after_ml_workload`` may use it (they are sorted last, see
+    :func:`pytest_collection_modifyitems`): the ML workload's jobs change the counts of finished jobs, users and
+    accounts that the other tests assert exactly. Its output goes to ``$LAB/log/workload_ml.log``.
+    """
+    path = LAB_DIR / "workload_ml.json"
+    if not path.is_file():
+        if os.geteuid() != 0:
+            lab_missing(f"{path} is missing and `lab.sh workload-ml` needs root")
+        log = LAB_DIR / "log" / "workload_ml.log"
+        with log.open("a") as out:
+            proc = subprocess.run(
+                ["bash", str(LAB_SH), "workload-ml"],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                timeout=ML_WORKLOAD_TIMEOUT,
+                env=dict(os.environ, NOMADE_LAB_DIR=str(LAB_DIR)),
+                check=False,
+            )
+        if not path.is_file():
+            pytest.fail(f"`lab.sh workload-ml` exited {proc.returncode} without {path} (see {log})", pytrace=False)
+        print(f"lab.sh workload-ml exited {proc.returncode} (log: {log})", file=sys.stderr)
+    return json.loads(path.read_text())
+
+
 @pytest.fixture(name="prom_query")
 def prom_query_fixture(prom_url: str) -> Callable[[str], list[dict[str, Any]]]:
     """:func:`prom_query` bound to the lab's Prometheus."""
@@ -141,16 +176,28 @@ def wait_for_fixture() -> Callable[..., Any]:
     return wait_for
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Register the ``after_ml_workload`` marker (pyproject.toml lists the others)."""
+    config.addinivalue_line(
+        "markers",
+        "after_ml_workload: an integration test that needs the ML workload (deploy/lab/workload_ml.sh); runs after "
+        "every other integration test, the disruptive ones included",
+    )
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Run the tests that read the workload's results first, then those that submit jobs, then disruptive ones.
 
     Exact-count tests (finished jobs by class, sacct outcomes, RPC counts) must see the workload alone; tests
     marked ``submits_jobs`` add jobs; tests marked ``disruptive`` stop or freeze daemons (a slurmctld restart
-    zeroes sdiag's RPC counters and re-sends recent job records to slurmdbd). The sort is stable, so file
-    order is kept within each group.
+    zeroes sdiag's RPC counters and re-sends recent job records to slurmdbd); tests marked ``after_ml_workload``
+    add the ML workload's ~60 jobs and run last of all. The sort is stable, so file order is kept within each
+    group.
     """
 
     def rank(item: pytest.Item) -> int:
+        if item.get_closest_marker("after_ml_workload"):
+            return 3
         if item.get_closest_marker("disruptive"):
             return 2
         if item.get_closest_marker("submits_jobs"):

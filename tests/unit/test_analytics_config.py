@@ -11,6 +11,7 @@ from nomade.analytics.config import (
     DEFAULT_WATCHES,
     AnalyticsConfig,
     ConfigError,
+    RiskConfig,
     Watch,
     format_duration,
     load_config,
@@ -297,3 +298,104 @@ def test_listen_address_must_have_a_port():
     with pytest.raises(ConfigError, match="not host:port"):
         AnalyticsConfig(listen_address="localhost").host_port()
     assert AnalyticsConfig(listen_address="[::1]:9867").host_port() == ("::1", 9867)
+
+
+# -- [analytics.risk] ---------------------------------------------------------------------------------------------
+
+
+def test_risk_defaults():
+    r = load_config(None).risk
+    assert r == RiskConfig()
+    assert r.enabled is True
+    assert r.store == Path("/var/lib/nomade/analytics/jobs.sqlite")
+    assert r.model_dir == Path("/var/lib/nomade/analytics/models")
+    assert r.retrain_interval == 7 * 86400.0  # the seed's retrain_interval_days = 7
+    assert (r.min_train_jobs, r.min_train_failures, r.cost_ratio) == (200, 20, 5.0)
+    assert (r.harvest_lookback, r.history_window, r.drift_window) == (3600.0, 180 * 86400.0, 86400.0)
+    assert (r.max_scored_jobs, r.keep_models, r.node_label, r.node_map) == (5000, 5, "node", None)
+    assert r.models == ("gbm", "knn", "gnn", "autoencoder") and r.settings == ("submit", "run")
+
+
+def test_risk_full_section(tmp_path):
+    p = write(
+        tmp_path,
+        """
+[analytics]
+cluster = "hpc1"
+
+[analytics.risk]
+enabled = false
+store = "/srv/nomade/jobs.sqlite"
+model_dir = "/srv/nomade/models"
+retrain_interval = "1d"
+min_train_jobs = 30
+min_train_failures = 5
+cost_ratio = 2
+harvest_lookback = "6h"
+history_window = "30d"
+max_scored_jobs = 100
+node_label = "instance_node"
+node_map = { "*" = "lab-host", "c01" = "node01" }
+models = ["gbm", "autoencoder"]
+settings = ["submit"]
+keep_models = 2
+drift_window = 7200
+""",
+    )
+    cfg = load_config(p)
+    assert cfg.cluster == "hpc1" and len(cfg.watches) == len(DEFAULT_WATCHES)
+    assert cfg.risk == RiskConfig(
+        enabled=False,
+        store=Path("/srv/nomade/jobs.sqlite"),
+        model_dir=Path("/srv/nomade/models"),
+        retrain_interval=86400.0,
+        min_train_jobs=30,
+        min_train_failures=5,
+        cost_ratio=2.0,
+        harvest_lookback=21600.0,
+        history_window=30 * 86400.0,
+        max_scored_jobs=100,
+        node_label="instance_node",
+        node_map={"*": "lab-host", "c01": "node01"},
+        models=("gbm", "autoencoder"),
+        settings=("submit",),
+        keep_models=2,
+        drift_window=7200.0,
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        ("[analytics]\nrisk = 3\n", "analytics.risk must be a table"),
+        ("[analytics.risk]\nenable = true\n", "unknown key analytics.risk.enable"),
+        ("[analytics.risk]\nenabled = 'yes'\n", "analytics.risk.enabled must be true or false"),
+        ("[analytics.risk]\nstore = ''\n", "analytics.risk.store must be a path"),
+        ("[analytics.risk]\nmodel_dir = 3\n", "analytics.risk.model_dir must be a path"),
+        ("[analytics.risk]\nretrain_interval = 'weekly'\n", "analytics.risk.retrain_interval: 'weekly' is not a"),
+        ("[analytics.risk]\ndrift_window = 0\n", "analytics.risk.drift_window: must be positive"),
+        ("[analytics.risk]\nharvest_lookback = true\n", "analytics.risk.harvest_lookback: expected a duration"),
+        ("[analytics.risk]\nmin_train_jobs = 5\n", "analytics.risk.min_train_jobs must be an integer >= 10"),
+        ("[analytics.risk]\nmin_train_failures = 0\n", "analytics.risk.min_train_failures must be an integer >= 1"),
+        ("[analytics.risk]\nmax_scored_jobs = 1.5\n", "analytics.risk.max_scored_jobs must be an integer >= 1"),
+        ("[analytics.risk]\nkeep_models = true\n", "analytics.risk.keep_models must be an integer >= 1"),
+        ("[analytics.risk]\ncost_ratio = 0\n", "analytics.risk.cost_ratio must be a positive finite number"),
+        ("[analytics.risk]\ncost_ratio = inf\n", "analytics.risk.cost_ratio must be a positive finite number"),
+        ("[analytics.risk]\nnode_label = 'a-b'\n", "analytics.risk.node_label: 'a-b' is not a label name"),
+        ("[analytics.risk]\nnode_map = ['x']\n", "analytics.risk.node_map must be a table"),
+        ("[analytics.risk]\nnode_map = { c01 = 1 }\n", "analytics.risk.node_map must be a table"),
+        ("[analytics.risk]\nmodels = []\n", "analytics.risk.models must be a non-empty list"),
+        ("[analytics.risk]\nmodels = ['gbm', 'svm']\n", "analytics.risk.models: unknown model 'svm'"),
+        ("[analytics.risk]\nmodels = ['gbm', 'gbm']\n", "analytics.risk.models lists a name twice"),
+        ("[analytics.risk]\nsettings = ['train']\n", "analytics.risk.settings: unknown setting 'train'"),
+        ("[[analytics.watch]]\nname = 'risk'\nquery = 'up'\n", "the name 'risk' is reserved"),
+    ],
+)
+def test_risk_config_errors_name_the_key(tmp_path, text, needle):
+    assert needle in error_of(tmp_path, text)
+
+
+def test_risk_models_are_the_pipelines():
+    from nomade.analytics.pipeline import KNOWN_MODELS
+
+    assert set(RiskConfig().models) == set(KNOWN_MODELS)

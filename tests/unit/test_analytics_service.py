@@ -588,6 +588,9 @@ retries = 0
 timeout = 2
 include_default_watches = false
 
+[analytics.risk]
+enabled = false
+
 [[analytics.watch]]
 name = "gpu_temperature"
 query = "temp"
@@ -714,9 +717,78 @@ def test_trend_catalog_shape():
     assert len(names) == len(set(names))
     # Part of the one metric catalog, owned by the analytics service and by nothing else.
     owners = {spec.name: owner for owner, spec in catalog()}
-    assert {owners[n] for n in names} == {"analytics", "analytics-self"}
+    assert {owners[n] for n in names} == {
+        "analytics",
+        "analytics-self",
+        "analytics-risk",
+        "analytics-model",
+        "analytics-recommend",
+    }
     assert all(s.name.startswith("nomade_trend_") and s.labels[0] == "watch" for s in TREND_METRICS)
-    assert all(s.name.startswith("nomade_analytics_") for s in ANALYTICS_METRICS if s not in TREND_METRICS)
+    prefix = {
+        "analytics-self": "nomade_analytics_",
+        "analytics-risk": "nomade_job_risk_",
+        "analytics-model": "nomade_model_",
+        "analytics-recommend": "nomade_recommendation_",
+    }
+    for s in ANALYTICS_METRICS:
+        if s not in TREND_METRICS:
+            assert s.name.startswith(prefix[owners[s.name]]), s.name
+
+
+class CrashingRisk:
+    """A risk engine with bugs: its cycle and its metrics raise; its counters still work."""
+
+    def __init__(self):
+        self.cycles = 0
+
+    def run_cycle(self, now=None):
+        self.cycles += 1
+        raise RuntimeError("bug")
+
+    def families(self):
+        raise ValueError("another bug")
+
+    def error_counts(self):
+        return {"store": 2}
+
+    def query_counts(self):
+        return {"range": 3}
+
+
+def test_a_failing_risk_engine_never_breaks_the_watches():
+    risk = CrashingRisk()
+    svc = service([FS], fs_client(), risk=risk)
+    assert svc.run_cycle() is True
+    assert risk.cycles == 1
+    assert value(svc, "nomade_analytics_up") == 1.0
+    assert value(svc, "nomade_trend_level", watch="filesystem_used", mountpoint="/") == pytest.approx(40 * GB)
+    assert value(svc, "nomade_analytics_cycle_errors_total", watch="risk", reason="internal") == 1
+    assert value(svc, "nomade_analytics_cycle_errors_total", watch="risk", reason="store") == 2
+    assert value(svc, "nomade_analytics_queries_total", watch="risk", kind="range") == 3
+    assert value(svc, "nomade_analytics_queries_total", watch="risk", kind="instant") == 0
+    assert value(svc, "nomade_analytics_queries_total", watch="filesystem_used", kind="range") == 1
+
+
+def test_cli_once_with_risk_enabled_and_prometheus_down(tmp_path, capsys):
+    """The CLI wires the risk engine: cold start (baseline), its errors under watch="risk", no crash."""
+    from nomade.analytics import cli
+
+    url = f"http://127.0.0.1:{_free_port()}"
+    cfg = _config_file(tmp_path, url)
+    text = cfg.read_text().replace(
+        "[analytics.risk]\nenabled = false\n",
+        f'[analytics.risk]\nstore = "{tmp_path}/jobs.sqlite"\nmodel_dir = "{tmp_path}/models"\n',
+    )
+    cfg.write_text(text)
+    assert cli.main(["--config", str(cfg), "--once"]) == 1
+    out = capsys.readouterr().out
+    assert 'nomade_analytics_cycle_errors_total{reason="unavailable",watch="risk"} 1.0' in out
+    assert 'nomade_job_risk_scored_jobs{state="PENDING"} 0.0' not in out  # no active-job fetch: no scoring
+    assert "nomade_model_info" not in out  # no accepted model
+    assert 'nomade_model_retrains_total{result="accepted",setting="run"} 0.0' in out
+    assert (tmp_path / "jobs.sqlite").exists()  # the store was created; no model yet, so no model_dir
+    assert not (tmp_path / "models").exists()
 
 
 def test_thread_safety_of_collect_during_cycles():

@@ -36,6 +36,9 @@ FAMILIES = (
     "nomade_slurm_scheduler_",
     "nomade_collector_",
     "nomade_exporter_",
+    "nomade_job_risk_",
+    "nomade_model_",
+    "nomade_recommendation_",
 )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -45,7 +46,7 @@ def _synthetic(n: int = 4000, seed: int = 0) -> pd.DataFrame:
 
 
 def test_gbm_beats_baseline_when_failures_depend_on_a_feature() -> None:
-    r = evaluate(_synthetic(), "submit")
+    r = evaluate(_synthetic(), "submit", models=("gbm",))
     g, b = r["models"]["gbm"], r["models"]["baseline"]
     assert g["auc_roc"] > 0.75
     assert b["auc_roc"] < 0.62  # user history carries no signal here
@@ -55,7 +56,7 @@ def test_gbm_beats_baseline_when_failures_depend_on_a_feature() -> None:
     assert r["n_fit"] + r["n_val"] + r["dropped_gap"] + r["n_test"] == r["n_jobs"]
     assert "user_past_fail_rate" in r["features"] and "cpu_efficiency" not in r["features"]
     no_usage = _synthetic().assign(cpu_s=np.nan, max_rss_bytes=np.nan)  # e.g. the Eagle sample: no usage columns
-    rr = evaluate(no_usage, "run")
+    rr = evaluate(no_usage, "run", models=("gbm",))
     assert "mem_efficiency" in rr["features"]
     assert rr["models"]["gbm"]["auc_roc"] > 0.75
 
@@ -103,7 +104,7 @@ def test_recall_at_5pct_fpr_hand_example() -> None:
 
 
 def test_report_and_cli(tmp_path, monkeypatch) -> None:
-    r = evaluate(_synthetic(1500, 2), "submit")
+    r = evaluate(_synthetic(1500, 2), "submit", models=("gbm",))
     md = report_markdown([r], "Plots skipped: matplotlib is not installed.")
     assert "| gbm |" in md and "synthetic" in md and "Plots skipped" in md
     import sys
@@ -112,6 +113,119 @@ def test_report_and_cli(tmp_path, monkeypatch) -> None:
     fake = types.ModuleType("nomade.analytics.traces")
     fake.load_trace = lambda path: _synthetic(1500, 2)
     monkeypatch.setitem(sys.modules, "nomade.analytics.traces", fake)
-    assert main(["--trace", "x", "--out", str(tmp_path), "--setting", "submit"]) == 0
+    assert main(["--trace", "x", "--out", str(tmp_path), "--setting", "submit", "--models", "gbm"]) == 0
     text = (tmp_path / "report.md").read_text()
     assert "| baseline |" in text and (tmp_path / "results.json").exists()
+
+
+# --------------------------------------------------------------------------- pipeline-based evaluation (issue 5)
+
+from nomade.analytics.evaluate import outer_split, prepare  # noqa: E402
+
+
+def _swf_text(n: int = 900, seed: int = 0, fail_until: float = 1.0) -> str:
+    """A tiny SWF log: failures (status 0) driven by the requested time; none after ``fail_until`` of the jobs."""
+    rng = np.random.default_rng(seed)
+    lines = ["; UnixStartTime: 1000000000", "; Queue: 1 batch"]
+    t = 0.0
+    for i in range(n):
+        t += rng.exponential(600)
+        req = float(rng.choice([600, 3600, 36000]))
+        run = min(rng.exponential(400), req)
+        p = 0.5 if req == 36000 else 0.05
+        status = 0 if (rng.random() < p and i < fail_until * n) else 1
+        user = int(rng.integers(1, 10))
+        lines.append(
+            f"{i + 1} {t:.0f} 5 {run:.0f} 4 {run:.0f} 1000 4 {req:.0f} 2000 {status} {user} 1 {user % 3} 1 -1 -1 -1"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def test_outer_split_modes() -> None:
+    df = _synthetic(1000, 3).sort_values("submit_time").reset_index(drop=True)
+    frac = outer_split(df, "fraction")
+    assert len(frac.test) == 300 and frac.mode == "fraction"
+    # no failure after 50 % of jobs: the 70/30 test period is useless, auto moves the cut earlier
+    late = df.copy()
+    late.loc[600:, "failed"] = False
+    auto = outer_split(late, "auto", min_test_failures=10)
+    assert auto.mode == "auto" and len(auto.test) > 300
+    y = late["failed"].to_numpy()
+    assert y[auto.test].sum() >= 10 and y[auto.train].sum() >= 10
+    cut = auto.test[0]
+    assert y[cut + 1 :].sum() < 10  # the latest cut that satisfies the condition
+    assert "auto" in auto.description and "cut at job" in auto.description
+    with pytest.raises(ValueError, match="auto"):
+        outer_split(late.assign(failed=False), "auto")
+    mid = (df["submit_time"].iloc[499] + df["submit_time"].iloc[500]) / 2
+    t = pd.Timestamp(mid, unit="s", tz="UTC").isoformat()
+    dcut = outer_split(df, t)
+    assert dcut.mode == "date" and dcut.test[0] == 500
+    end = df["end_time"].to_numpy()
+    assert end[dcut.train].max() < dcut.t_test
+    with pytest.raises(ValueError):
+        outer_split(df, "yesterday-ish")
+
+
+def test_prepare_drops_cancelled_before_start_and_refuses_pooling() -> None:
+    df = _synthetic(50, 4)
+    df["failure_class"] = "success"
+    df.loc[:4, ["failure_class", "failed", "elapsed_s"]] = ["cancelled", True, 0.0]
+    d, removed = prepare(df)
+    assert len(d) == 45 and removed["cancelled_before_start"] == 5
+    assert len(prepare(df, "keep")[0]) == 50
+    pooled = pd.concat([df, df.assign(dataset="other")])
+    with pytest.raises(ValueError, match="pooled"):
+        prepare(pooled)
+
+
+def test_evaluate_all_models_report_fields() -> None:
+    r = evaluate(_synthetic(2500, 5), "submit", models=("gbm", "autoencoder"))
+    assert set(r["models"]) == {"baseline", "gbm", "autoencoder", "ensemble"}
+    assert r["models"]["ensemble"]["auc_roc"] > r["models"]["baseline"]["auc_roc"] + 0.15
+    thr = [e["threshold"] for e in r["error_table"]]
+    assert {0.1, 0.5, 0.9} <= set(thr) and sum(e["chosen"] for e in r["error_table"]) == 1
+    for e in r["error_table"]:
+        assert e["false_alarms"] + e["missed"] <= r["n_test"]
+    assert 0 <= r["ood"]["share"] <= 0.1
+    assert r["timing"]["fit_s"] > 0
+
+
+def test_cli_end_to_end_on_a_tiny_trace(tmp_path) -> None:
+    trace = tmp_path / "tiny.swf"
+    trace.write_text(_swf_text(900, 6, fail_until=0.55))
+    out = tmp_path / "rep"
+    args = ["--trace", str(trace), "--out", str(out), "--models", "gbm", "--split", "auto", "--min-test-failures", "8"]
+    assert main(args) == 0
+    text = (out / "report.md").read_text()
+    assert text.startswith("# Job-failure prediction") and "nomade analytics evaluate --trace" in text
+    assert "| model | AUC-ROC | AUC-PR | recall @ 5 % FPR | Brier | ECE |" in text
+    assert "| baseline |" in text and "| ensemble |" in text and "**(chosen)**" in text
+    assert "split: auto" in text
+    for s in ("submit", "run"):
+        for kind in ("roc", "pr", "calibration", "per_class_recall"):
+            png = out / f"{kind}_{s}.png"
+            assert png.is_file() and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    res = json.loads((out / "results.json").read_text())
+    assert [r["setting"] for r in res["results"]] == ["submit", "run"]
+    assert res["results"][0]["split"]["mode"] == "auto"
+    # the default 70/30 split leaves no failure in this trace's test period: metrics undefined -> still a report
+    assert main(["--trace", str(trace), "--out", str(tmp_path / "r2"), "--models", "gbm", "--setting", "submit"]) == 0
+    assert "n/a" in (tmp_path / "r2" / "report.md").read_text()
+    assert main(["--store", str(tmp_path / "missing.db"), "--out", str(tmp_path / "r3")]) == 2
+
+
+def test_cli_window_since_until(tmp_path) -> None:
+    trace = tmp_path / "tiny.swf"
+    trace.write_text(_swf_text(900, 7))
+    from nomade.analytics.traces import load_trace
+
+    df = load_trace(trace)
+    cut = pd.Timestamp(df["submit_time"].iloc[600], unit="s", tz="UTC").isoformat()
+    out = tmp_path / "w"
+    assert (
+        main(["--trace", str(trace), "--out", str(out), "--models", "gbm", "--setting", "submit", "--until", cut]) == 0
+    )
+    res = json.loads((out / "results.json").read_text())["results"][0]
+    assert res["n_jobs"] == 600 and "--until" in (out / "report.md").read_text()
+    assert main(["--trace", str(trace), "--out", str(out), "--until", "not-a-date"]) == 2

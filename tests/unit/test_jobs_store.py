@@ -3,21 +3,22 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import OWN_FIXTURES
 
+from nomade.analytics.job_vectors import VECTOR_COLUMNS
 from nomade.analytics.jobs_store import SCHEMA_VERSION, JobsStore, JobsStoreError, ingest
 from nomade.analytics.traces import JOB_COLUMNS, load_swf
 
-FIX = OWN_FIXTURES / "traces"
+# computed here, not imported from conftest: with tests/integration collected too, "conftest" may be that one
+FIX = Path(__file__).resolve().parents[1] / "fixtures" / "traces"
 
 
 def test_wal_and_schema_version(tmp_path):
     db = tmp_path / "sub" / "jobs.db"
     with JobsStore(db) as s:
-        assert s.schema_version == SCHEMA_VERSION == 1
+        assert s.schema_version == SCHEMA_VERSION == 2
     conn = sqlite3.connect(db)
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    assert conn.execute("SELECT version FROM schema_version").fetchall() == [(1,)]
+    assert conn.execute("SELECT version FROM schema_version").fetchall() == [(2,)]
     conn.close()
 
 
@@ -39,9 +40,10 @@ def test_upsert_round_trip_and_idempotent(tmp_path):
         assert s.upsert(df) == 4
         assert s.count() == 4
         out = s.load()
-    assert list(out.columns) == ["cluster", *JOB_COLUMNS]
+    assert list(out.columns) == ["cluster", *JOB_COLUMNS, "nodelist", *VECTOR_COLUMNS]
     assert (out["cluster"] == "tiny").all()
-    pd.testing.assert_frame_equal(out.drop(columns="cluster"), df, check_dtype=True)
+    pd.testing.assert_frame_equal(out[list(JOB_COLUMNS)], df, check_dtype=True)
+    assert out[list(VECTOR_COLUMNS)].isna().all().all()  # a trace carries no vectors: NULL, not 0
 
 
 def test_upsert_updates_and_keys(tmp_path):

@@ -34,6 +34,9 @@ from nomade.cli.status import (
     QueueRow,
     QuotaOverRow,
     QuotaRow,
+    RiskJobRow,
+    RiskModelRow,
+    RiskPartitionRow,
     SchedulerRow,
     StatusSnapshot,
     bar,
@@ -68,7 +71,7 @@ fakeprom = _load_fake()
 # Series of a small cluster with every optional source, and the answer each optional query gives on them
 # (worked out by hand, checked against promtool below).
 SOURCES = json.loads((PROM_FIXTURES / "status_sources.json").read_text())
-OPTIONAL = ["scheduler", "jobs", "gpus", "nfs", "licenses", "quotas", "health"]
+OPTIONAL = ["scheduler", "jobs", "risk", "gpus", "nfs", "licenses", "quotas", "health"]
 PROMTOOL = shutil.which("promtool")
 
 
@@ -408,7 +411,7 @@ def test_gather_issues_one_query_per_family_at_one_time():
         c = PrometheusClient(fake.url)
         snap = gather(c, now=T)
     assert sorted(fake.queries()) == sorted(status_queries().values())
-    assert snap.queries == 13 and c.queries_issued == 13
+    assert snap.queries == 14 and c.queries_issued == 14
     assert {p["time"] for _, p in fake.requests} == {"1718000000"}
     assert snap.errors == {}
     assert snap.clusters == ("hpc1",)
@@ -562,7 +565,7 @@ def test_cli_status_url_from_environment(capsys, monkeypatch):
         monkeypatch.setenv("NOMADE_PROMETHEUS_URL", fake.url)
         rc = cli_main.main(["status", "--width", "90"])
     assert rc == 0
-    assert len(fake.requests) == 13
+    assert len(fake.requests) == 14
     assert "Nodes:" in capsys.readouterr().out
 
 
@@ -653,7 +656,33 @@ def test_optional_query_gives_the_hand_computed_answer_in_promtool(tmp_path, sec
 
 # -- optional sections: render ------------------------------------------------------------------------------------
 
-OPTIONAL_TITLES = ("Scheduler:", "Running jobs:", "GPUs:", "NFS:", "Licenses:", "Quotas:", "Node health:")
+OPTIONAL_TITLES = (
+    "Scheduler:", "Running jobs:", "Jobs at risk:", "GPUs:", "NFS:", "Licenses:", "Quotas:", "Node health:"
+)  # fmt: skip
+
+
+# What the analytics risk engine publishes, as folded rows (the "Jobs at risk" section).
+RISK = dict(
+    risk_jobs=[
+        RiskJobRow(
+            "12345", 0.82, "alice", "chem", "gpu", "RUNNING", "hpc1",
+            (("mem_slope_bytes_per_s", 0.31), ("req_mem_bytes", 0.12), ("user_past_fail_rate", -0.02)),
+            (("out_of_memory", 0.6), ("success", 0.3), ("timeout", 0.1)), 10, False,
+        ),
+        RiskJobRow("12399_4", 0.3, "bob", "phys", "standard", "PENDING", "hpc1", ood=True),
+        RiskJobRow("12400", 0.12, "carol", "chem", "standard", "RUNNING", "hpc1"),
+    ],
+    risk_models=[
+        RiskModelRow("run", "hpc1", "v2", "gbm", T - 7200, 800, 0.5, (("baseline", 0.7), ("pipeline", 0.9)), None),
+        RiskModelRow(
+            "submit", "hpc1", "v3", "gbm,knn", T - 200, 12345, 0.25,
+            (("baseline", 0.74), ("gbm", 0.8), ("pipeline", 0.81)), 0.09,
+        ),
+    ],
+    risk_partitions=[RiskPartitionRow("gpu", "hpc1", 1, 0.82), RiskPartitionRow("standard", "hpc1", 3, 0.15)],
+    risk_scored={("hpc1", "PENDING"): 1, ("hpc1", "RUNNING"): 10},
+    risk_scoring={("hpc1", "PENDING"): "submit", ("hpc1", "RUNNING"): "run"},
+)  # fmt: skip
 
 
 def opt_snapshot(**kw) -> StatusSnapshot:
@@ -698,6 +727,7 @@ def opt_snapshot(**kw) -> StatusSnapshot:
             HealthProblem("temperature", "c9", "coretemp Package id 0", value=92, limit=85, cluster="hpc1"),
             HealthProblem("unreachable", "", "slurmdbd", "10.0.0.2:6819", "refused", cluster="hpc1"),
         ],
+        **RISK,
     )
     base.update(kw)
     return snapshot(**base)
@@ -919,6 +949,9 @@ def test_render_optional_hostile_labels_stay_on_one_line():
         quotas=[QuotaRow(evil, "user", evil, 0.5, 1, 2)],
         near_oom=[JobMemoryRow(evil, evil, 0.5, evil)],
         health_problems=[HealthProblem("unreachable", "", evil, evil, evil)],
+        risk_jobs=[RiskJobRow(evil, 0.9, evil, evil, evil, evil, "hpc1", ((evil, 0.1),), ((evil, 1.0),), 3, True)],
+        risk_models=[RiskModelRow(evil, "hpc1", evil, evil, T, 10, 0.5, ((evil, 0.7),), 0.1)],
+        risk_partitions=[RiskPartitionRow(evil, "hpc1", 2, 0.5)],
     )
     out = render(snap, width=200)
     assert "\x1b" not in out and "\u202e" not in out
@@ -933,6 +966,9 @@ def test_render_optional_hostile_labels_stay_on_one_line():
         quotas=[QuotaRow("/fs", "user", "u", 0.5, 1, 2)],
         near_oom=[JobMemoryRow("1", "n", 0.5, "u")],
         health_problems=[HealthProblem("unreachable", "", "t", "a", "r")],
+        risk_jobs=[RiskJobRow("1", 0.9, "u", "a", "p", "s", "hpc1", (("f", 0.1),), (("c", 1.0),), 3, True)],
+        risk_models=[RiskModelRow("s", "hpc1", "v", "m", T, 10, 0.5, (("m", 0.7),), 0.1)],
+        risk_partitions=[RiskPartitionRow("p", "hpc1", 2, 0.5)],
     ), width=200)))  # fmt: skip
 
 
@@ -1048,6 +1084,7 @@ def test_gather_without_optional_sources_prints_no_optional_section():
     snap = gather_sources(sections=())
     assert snap.errors == {}
     assert (snap.scheduler, snap.gpus, snap.nfs, snap.licenses, snap.quotas, snap.near_oom) == ([],) * 6
+    assert (snap.risk_jobs, snap.risk_models, snap.risk_partitions, snap.risk_scored) == ([], [], [], {})
     assert snap.health is None and snap.health_problems == []
     out = render(snap, width=100)
     for title in OPTIONAL_TITLES:
@@ -1058,7 +1095,7 @@ def test_gather_without_optional_sources_prints_no_optional_section():
 def test_gather_only_the_sources_that_exist_are_shown():
     out = render(gather_sources(sections=("scheduler", "licenses")), width=100)
     assert "Scheduler:" in lines_of(out) and "Licenses:" in lines_of(out)
-    for title in ("GPUs:", "NFS:", "Quotas:", "Running jobs:", "Node health:"):
+    for title in ("GPUs:", "NFS:", "Quotas:", "Running jobs:", "Node health:", "Jobs at risk:"):
         assert title not in lines_of(out)
 
 
@@ -1073,8 +1110,8 @@ def test_gather_query_count_does_not_grow_with_the_cluster():
     with fakeprom.FakePrometheus(routes) as fake:
         snap = gather(PrometheusClient(fake.url), now=SOURCES["eval_time_seconds"])
     assert len(snap.gpus) == 500
-    assert snap.queries == 13 == len(fake.requests) == len(status_queries())
-    assert len(set(fake.queries())) == 13  # each query once
+    assert snap.queries == 14 == len(fake.requests) == len(status_queries())
+    assert len(set(fake.queries())) == 14  # each query once
 
 
 def test_gather_optional_query_rejected_keeps_the_rest():
@@ -1102,6 +1139,9 @@ def test_render_optional_sections_any_labels_one_line_each_and_bounded(label, wi
             quota_over=[QuotaOverRow(text, text, 1)],
             near_oom=[JobMemoryRow(text, text, 0.5, text)],
             health_problems=[HealthProblem(k, text, text, text, text, 1.0, 2.0) for k in ("service", "unreachable")],
+            risk_jobs=[RiskJobRow(text, 0.9, text, text, text, text, "hpc1", ((text, 0.1),), ((text, 1.0),), 3, True)],
+            risk_models=[RiskModelRow(text, "hpc1", text, text, T, 10, 0.5, ((text, 0.7),), 0.1)],
+            risk_partitions=[RiskPartitionRow(text, "hpc1", 2, 0.5)],
         )
 
     out = render(snap(label), width=width, ascii_only=ascii_only)
@@ -1133,3 +1173,109 @@ def test_filesystem_rows_show_the_analytics_trend_and_time_to_full():
     # Without the analytics service the row is as before.
     (plain,) = _fold_filesystems(samples[:3])
     assert "GiB/d" not in render(snapshot(filesystems=[plain]), width=140, color=False)
+
+
+# -- jobs at risk (issue 5: the analytics risk engine's nomade_job_risk_* and nomade_model_* series) ---------------
+
+
+def test_render_jobs_at_risk_models_partitions_jobs_drivers_and_neighbours():
+    sec = section(render(opt_snapshot(), width=100), "Jobs at risk:")
+    assert sec == [
+        "Jobs at risk:",
+        "  model run v2 (gbm): alert at 50%, trained 2h00m ago on 800 jobs",
+        "    holdout: AUC pipeline 0.90, baseline 0.70",
+        "  model submit v3 (gbm,knn): alert at 25%, trained 3m ago on 12,345 jobs",
+        "    holdout: AUC pipeline 0.81, gbm 0.80, baseline 0.74; Brier 0.090",
+        "  scored: 1 pending, 10 running",
+        "  high risk by partition: standard 3 (mean 15%), gpu 1 (mean 82%)",
+        "  job     user  partition state    risk",
+        # RUNNING is scored by the run model (alert at 50 %): 82 % is high, 12 % is not
+        "  12345   alice gpu       RUNNING   82%  ! high",
+        "    └─ drivers: mem_slope_bytes_per_s +0.31, req_mem_bytes +0.12, user_past_fail_rate -0.02",
+        "    └─ 10 most similar finished jobs: out_of_memory 60%, success 30%, timeout 10%",
+        # PENDING by the submit model (alert at 25 %): 30 % is high; out of the training distribution
+        "  12399_4 bob   standard  PENDING   30%  ! high OOD",
+        "  12400   carol standard  RUNNING   12%",
+    ]
+
+
+def test_render_jobs_at_risk_threshold_by_state_without_scoring_info():
+    # without nomade_job_risk_scoring_info: pending -> submit model, running -> run model
+    snap = opt_snapshot(risk_scoring={})
+    sec = section(render(snap, width=100), "Jobs at risk:")
+    assert line_with("\n".join(sec), "12399_4").endswith("30%  ! high OOD")
+    assert line_with("\n".join(sec), "12400").endswith("12%")
+    # with the submit model only, running jobs are judged by its threshold (the engine's fallback)
+    snap = opt_snapshot(risk_scoring={}, risk_models=[RISK["risk_models"][1]])
+    sec = "\n".join(section(render(snap, width=100), "Jobs at risk:"))
+    assert line_with(sec, "12345").endswith("82%  ! high")
+    assert line_with(sec, "12400").endswith("12%")
+    assert "model run" not in sec
+
+
+def test_render_jobs_at_risk_colours_high_risk_and_caps_rows():
+    out = render(opt_snapshot(), width=100, color=True)
+    assert "\x1b[31m  82%\x1b[0m" in out and "\x1b[31m! high\x1b[0m" in out and "\x1b[33mOOD\x1b[0m" in out
+    assert "\x1b[31m  12%" not in out
+    sec = section(render(opt_snapshot(), width=100, max_rows=1), "Jobs at risk:")
+    assert sec[-1] == "    … 2 more scored jobs"
+    assert "  high risk by partition: standard 3 (mean 15%), +1 more" in sec
+
+
+def test_render_jobs_at_risk_model_only_and_nothing_high():
+    snap = opt_snapshot(
+        risk_jobs=[],
+        risk_partitions=[RiskPartitionRow("gpu", "hpc1", 0, 0.1)],
+        risk_scored={},
+        risk_models=[RiskModelRow("submit", "hpc1", "baseline")],
+    )
+    assert section(render(snap, width=100), "Jobs at risk:")[1:] == [
+        "  model submit baseline",
+        "  high risk by partition: none at or above the alert threshold",
+        "  no pending or running job scored",
+    ]
+
+
+def test_render_jobs_at_risk_query_failure_is_shown():
+    out = render(snapshot(errors={"risk": "bad_data: unknown function topk"}), width=100)
+    assert section(out, "Jobs at risk:")[1:] == ["  query failed: bad_data: unknown function topk"]
+
+
+def test_gather_jobs_at_risk_from_the_risk_engine_series():
+    snap = gather_sources()
+    # topk 10 of 11 scored jobs: 111 (1 %) is left out, and with it its driver, neighbour and share series
+    assert [r.job_id for r in snap.risk_jobs] == [str(i) for i in range(101, 111)]
+    first, second = snap.risk_jobs[:2]
+    assert first == RiskJobRow(
+        "101", 0.82, "alice", "chem", "gpu", "RUNNING", "hpc1",
+        (("mem_slope_bytes_per_s", 0.31), ("req_mem_bytes", 0.12), ("user_past_fail_rate", -0.02)),
+        (("out_of_memory", 0.6), ("success", 0.3), ("timeout", 0.1)), 10, False,
+    )  # fmt: skip
+    assert second == RiskJobRow("102", 0.4, "bob", "phys", "standard", "PENDING", "hpc1", ood=True)
+    assert snap.risk_jobs[-1].score == pytest.approx(0.02) and snap.risk_jobs[-1].drivers == ()
+    assert snap.risk_models == [
+        RiskModelRow("run", "hpc1", "v2", "gbm", 0, 800, 0.5, (("baseline", 0.7), ("pipeline", 0.9)), None),
+        RiskModelRow(
+            "submit", "hpc1", "v3", "gbm,knn", 100, 12345, 0.35,
+            (("baseline", 0.74), ("gbm", 0.8), ("pipeline", 0.81)), 0.09,
+        ),
+    ]  # fmt: skip
+    assert snap.risk_partitions == [
+        RiskPartitionRow("debug", "hpc1", 0, 0.01),
+        RiskPartitionRow("gpu", "hpc1", 1, 0.82),
+        RiskPartitionRow("standard", "hpc1", 1, 0.15),
+    ]
+    assert snap.risk_scored == {("hpc1", "PENDING"): 1, ("hpc1", "RUNNING"): 10}
+    assert snap.risk_scoring == {("hpc1", "PENDING"): "submit", ("hpc1", "RUNNING"): "run"}
+    sec = section(render(snap, width=100), "Jobs at risk:")
+    assert sec[1] == "  model run v2 (gbm): alert at 50%, trained 5m ago on 800 jobs"
+    assert "  high risk by partition: gpu 1 (mean 82%), standard 1 (mean 15%)" in sec
+    assert sec[sec.index("  job user  partition state    risk") + 1] == "  101 alice gpu       RUNNING   82%  ! high"
+    assert "  102 bob   standard  PENDING   40%  ! high OOD" in sec
+    assert len([ln for ln in sec if ln.startswith("  1")]) == 10
+
+
+def test_risk_query_carries_the_cluster_matcher_on_every_selector():
+    q = status_queries('hp"c')["risk"]
+    selectors = q.count("nomade_job_risk_") + q.count("nomade_model_")
+    assert selectors == q.count('{cluster="hp\\"c"}') > 10

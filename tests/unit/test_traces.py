@@ -107,7 +107,7 @@ def test_swf_epoch_status_and_units(name):
     assert one["end_time"] == EPOCH + 110
     assert one["elapsed_s"] == 100
     assert one["cpu_s"] == 90.5 * 32
-    assert one["max_rss_bytes"] == 1024 * 1024
+    assert one["max_rss_bytes"] == 1024 * 1024 * 32  # per processor x allocated processors
     assert one["req_mem_bytes"] == 2048 * 1024 * 32
     assert one["req_cpus"] == 32 and one["timelimit_s"] == 3600
     assert one["user"] == "7" and one["account"] == "3" and one["job_name"] == "12"
@@ -224,3 +224,21 @@ def test_shared_datasets(rel, jobs, rate):
     if rate is not None:
         assert df["failed"].mean() == pytest.approx(rate)
     assert df["failure_class"].notna().all()
+
+
+def test_eagle_array_tasks_sharing_a_job_id_stay_separate_rows():
+    head = "job_id,user,account,partition,qos,wallclock_req,nodes_req,processors_req,gpus_req,mem_req,"
+    head += "submit_time,start_time,end_time,run_time,state,name,work_dir,submit_line\n"
+    req = "u1,a1,p1,normal,600,1,1,0,0,2019-01-01 00:00:00"
+    text = (
+        head
+        + f"7,{req},2019-01-01 00:00:09,2019-01-01 00:05:00,291,COMPLETED,n,w,s\n"
+        + f"7,{req},2019-01-01 00:00:05,2019-01-01 00:05:00,295,TIMEOUT,n,w,s\n"
+        + f"8,{req},2019-01-01 00:00:05,2019-01-01 00:06:00,355,COMPLETED,n,w,s\n"
+    )
+    from nomade.analytics.traces import load_eagle_csv
+
+    df = load_eagle_csv(text.encode())
+    # The earlier start is task 0; the unique id keeps its plain id.
+    assert list(df["job_id"]) == ["7_1", "7_0", "8"]
+    assert list(df["state"]) == ["COMPLETED", "TIMEOUT", "COMPLETED"]
