@@ -146,6 +146,15 @@ def _recommend_cli():  # the module, imported only when the subcommand runs (kee
     return recommend
 
 
+# -- nomade build -----------------------------------------------------------------------------------------------
+
+
+def _build_cli():  # imported only when the subcommand runs (grafanalib and PyYAML are the `build` extra)
+    from . import build
+
+    return build
+
+
 # -- dispatch ----------------------------------------------------------------------------------------------------
 
 
@@ -176,6 +185,11 @@ SUBCOMMANDS: dict[str, Subcommand] = {
         "data-driven recommendations for a user, from Prometheus or the training store",
         lambda p: _recommend_cli().add_options(p),
         lambda args: _recommend_cli().run(args),
+    ),
+    "build": Subcommand(
+        "write the Prometheus rules, Alertmanager configuration and Grafana dashboards generated from one config",
+        lambda p: _build_cli().add_options(p),
+        lambda args: _build_cli().run(args),
     ),
     "exporter": Subcommand("run the metrics exporter (same options as nomade-exporter)", None, _run_exporter),
     "analytics": Subcommand(

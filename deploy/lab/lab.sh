@@ -28,14 +28,16 @@ DBPORT=3307
 PROM_ADDR=127.0.0.1:9090
 EXPORTER_ADDR=127.0.0.1:9866
 ANALYTICS_ADDR=127.0.0.1:9867
+AM_ADDR=127.0.0.1:9093
 export SLURM_CONF="$LAB/etc/slurm.conf"
 export LC_ALL=C
 
+# nodejs/npm: the dashboard tests turn Grafana's published schema (@grafana/schema, npm) into JSON Schema.
 PACKAGES=(slurm-wlm slurmdbd munge mariadb-server sysstat prometheus prometheus-alertmanager
-          victoria-metrics curl python3)
+          victoria-metrics curl python3 nodejs npm)
 BINARIES=(/usr/sbin/slurmctld /usr/sbin/slurmd /usr/sbin/slurmdbd /usr/sbin/munged /usr/bin/mysqld_safe
           /usr/bin/mariadb-install-db /usr/bin/prometheus /usr/bin/prometheus-alertmanager
-          /usr/bin/victoria-metrics /usr/lib/sysstat/sadc /usr/bin/curl /usr/bin/python3)
+          /usr/bin/victoria-metrics /usr/lib/sysstat/sadc /usr/bin/curl /usr/bin/python3 /usr/bin/node /usr/bin/npm)
 
 log() { printf '[lab %s] %s\n' "$(date +%T)" "$*"; }
 warn() { printf '[lab %s] WARNING: %s\n' "$(date +%T)" "$*" >&2; }
@@ -160,6 +162,7 @@ prepare() {
     chmod 600 "$LAB/etc/slurmdbd.conf"
     render "$HERE/my.cnf.in" "$LAB/etc/my.cnf"
     render "$HERE/prometheus.yml.in" "$LAB/etc/prometheus.yml"
+    build_monitoring
     # The analytics service reads deploy/lab/analytics.toml (the watches, also read by the integration tests)
     # followed by the rendered [analytics.risk] section (paths under $LAB, node_map to this host's name).
     render "$HERE/analytics-risk.toml.in" "$LAB/etc/analytics-risk.toml"
@@ -311,6 +314,40 @@ ensure_users() {
 }
 
 prom_ok() { curl -sf --max-time 2 "http://$PROM_ADDR/-/ready"; }
+am_ok() { curl -sf --max-time 2 "http://$AM_ADDR/-/ready"; }
+
+# The rules and the Alertmanager configuration the lab runs are the ones `nomade build` generates from the default
+# monitoring configuration: Prometheus loads $LAB/build/prometheus/nomade-rules.yml (prometheus.yml.in), the lab's
+# Alertmanager runs $LAB/build/alertmanager/alertmanager.yml (default receiver without integrations).
+build_monitoring() {
+    rm -rf "$LAB/build"
+    if [[ -x $ROOT/.venv/bin/nomade ]] && "$ROOT/.venv/bin/nomade" build --out "$LAB/build" >>"$LAB/log/build.log" 2>&1; then
+        chmod -R a+rX "$LAB/build"
+    else
+        warn "nomade build failed or no venv (see $LAB/log/build.log): Prometheus runs without the NØMADE rules"
+    fi
+}
+
+start_alertmanager() {
+    local conf="$LAB/build/alertmanager/alertmanager.yml"
+    if pid_alive "$LAB/run/alertmanager.pid"; then
+        kill -HUP "$(<"$LAB/run/alertmanager.pid")" 2>/dev/null || true
+        log "alertmanager: already running (configuration reloaded)"
+        return 0
+    fi
+    [[ -f $conf ]] || { warn "alertmanager: $conf missing (nomade build failed); not started"; return 0; }
+    if am_ok >/dev/null 2>&1; then
+        die "something else answers on $AM_ADDR (a system Alertmanager?); stop it first"
+    fi
+    mkdir -p "$LAB/alertmanager"
+    chown prometheus:prometheus "$LAB/alertmanager"
+    # --cluster.listen-address= (empty): a single instance, no gossip port.
+    setsid setpriv --reuid=prometheus --regid=prometheus --init-groups -- /usr/bin/prometheus-alertmanager \
+        --config.file="$conf" --storage.path="$LAB/alertmanager" --web.listen-address="$AM_ADDR" \
+        --cluster.listen-address= >>"$LAB/log/alertmanager.log" 2>&1 </dev/null &
+    echo $! >"$LAB/run/alertmanager.pid"
+    wait_for 30 alertmanager am_ok || die "alertmanager did not get ready within 30 s (see $LAB/log/alertmanager.log)"
+}
 
 start_prometheus() {
     if pid_alive "$LAB/run/prometheus.pid" prometheus; then
@@ -417,6 +454,7 @@ cmd_start() {
     start_slurmctld
     start_slurmds
     ensure_users
+    start_alertmanager
     start_prometheus
     start_exporter
     start_analytics
@@ -446,6 +484,7 @@ cmd_stop() {
     stop_pidfile analytics "$LAB/run/analytics.pid"
     stop_pidfile exporter "$LAB/run/exporter.pid"
     stop_pidfile prometheus "$LAB/run/prometheus.pid" prometheus
+    stop_pidfile alertmanager "$LAB/run/alertmanager.pid" prometheus-aler
     # SIGTERM to every slurmd at once (each takes a second or two to exit), then wait for each.
     for n in "${NODES[@]}"; do
         if pid_alive "$LAB/run/slurmd-$n.pid" slurmd; then
@@ -507,6 +546,7 @@ cmd_status() {
     show slurmctld "$(state "$LAB/run/slurmctld.pid" slurmctld)"
     for n in "${NODES[@]}"; do show "slurmd $n" "$(state "$LAB/run/slurmd-$n.pid" slurmd)"; done
     show prometheus "$(state "$LAB/run/prometheus.pid" prometheus)"
+    show alertmanager "$(state "$LAB/run/alertmanager.pid" prometheus-aler)"
     show exporter "$(state "$LAB/run/exporter.pid")"
     show analytics "$(state "$LAB/run/analytics.pid")"
     if ctld_ok >/dev/null 2>&1; then
