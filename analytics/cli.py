@@ -44,6 +44,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", type=Path, help="TOML configuration file ([analytics] and [[analytics.watch]])")
     p.add_argument("--web.listen-address", dest="listen_address", help="host:port to serve (default 127.0.0.1:9867)")
     p.add_argument(
+        "--web.config.file",
+        dest="web_config_file",
+        type=Path,
+        help="exporter-toolkit web configuration (TLS, basic auth), read once at start; see nomade.exporter.webconfig",
+    )
+    p.add_argument(
         "--prometheus.url",
         dest="prometheus_url",
         help="Prometheus-compatible query endpoint (default http://127.0.0.1:9090)",
@@ -155,12 +161,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return evaluate_main(argv[1:])
     args = build_parser().parse_args(argv)
+    from nomade.exporter.webconfig import WebConfigError, load_web_config
+
     try:
         cfg = resolve(args)
         logging.basicConfig(level=cfg.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         client = make_client(cfg)
         host, port = cfg.host_port()
-    except ConfigError as exc:
+        web = load_web_config(args.web_config_file) if args.web_config_file else None
+    except (ConfigError, WebConfigError) as exc:
         print(f"nomade-analytics: {exc}", file=sys.stderr)
         return 2
     from .service import AnalyticsService
@@ -191,11 +200,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     try:
-        server = serve(registry, host, port)
+        server = serve(registry, host, port, web_config=web)
     except OSError as exc:
         print(f"nomade-analytics: cannot listen on {cfg.listen_address}: {exc}", file=sys.stderr)
         return 1
-    log.info("listening on http://%s:%d/metrics", host or "0.0.0.0", port)
+    scheme = "https" if web is not None and web.tls is not None else "http"
+    log.info(
+        "listening on %s://%s:%d/metrics%s",
+        scheme,
+        host or "0.0.0.0",
+        port,
+        " (basic auth)" if web and web.users else "",
+    )
     service.start()
     stop.wait()
     log.info("stopping")

@@ -1,8 +1,12 @@
-"""``nomade``: the umbrella command. Subcommands: ``status`` (the overview screen), ``exporter`` and ``analytics``.
+"""``nomade``: the umbrella command.
+
+Subcommands: ``status`` (the overview screen), ``exporter`` and ``analytics`` (the two services), ``recommend``
+(data-driven advice for a user), ``build`` (rules, Alertmanager configuration and dashboards), ``syscheck`` (the
+system check) and ``targets`` (Prometheus file_sd targets from SLURM's node list).
 
 Each subcommand is one entry of :data:`SUBCOMMANDS` (name, help, a function adding its options, a function
-running it), so adding ``analytics``, ``build`` or ``targets`` later touches only that table and their modules.
-``nomade exporter ARGS...`` hands ``ARGS`` untouched to ``nomade-exporter``'s own parser.
+running it), so adding one touches only that table and its module. ``nomade exporter ARGS...`` hands ``ARGS``
+untouched to ``nomade-exporter``'s own parser.
 """
 
 from __future__ import annotations
@@ -155,6 +159,21 @@ def _build_cli():  # imported only when the subcommand runs (grafanalib and PyYA
     return build
 
 
+# -- nomade syscheck / nomade targets ----------------------------------------------------------------------------
+
+
+def _syscheck_cli():  # imported only when the subcommand runs
+    from . import syscheck
+
+    return syscheck
+
+
+def _targets_cli():  # imported only when the subcommand runs
+    from . import targets
+
+    return targets
+
+
 # -- dispatch ----------------------------------------------------------------------------------------------------
 
 
@@ -190,6 +209,16 @@ SUBCOMMANDS: dict[str, Subcommand] = {
         "write the Prometheus rules, Alertmanager configuration and Grafana dashboards generated from one config",
         lambda p: _build_cli().add_options(p),
         lambda args: _build_cli().run(args),
+    ),
+    "syscheck": Subcommand(
+        "check this machine: Python, SLURM commands and slurmdbd, /proc, GPU, NFS, Prometheus, configuration",
+        lambda p: _syscheck_cli().add_options(p),
+        lambda args: _syscheck_cli().run(args),
+    ),
+    "targets": Subcommand(
+        "write Prometheus file_sd targets of the node exporters from SLURM's node list",
+        lambda p: _targets_cli().add_options(p),
+        lambda args: _targets_cli().run(args),
     ),
     "exporter": Subcommand("run the metrics exporter (same options as nomade-exporter)", None, _run_exporter),
     "analytics": Subcommand(

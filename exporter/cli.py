@@ -18,13 +18,14 @@ from pathlib import Path
 
 from prometheus_client import CollectorRegistry, generate_latest
 
-from . import __version__
+from . import __version__, privacy
 from .collectors import collector_classes
 from .collectors.base import Collector, CollectorContext
 from .config import MODES, ConfigError, ExporterConfig, load_config
 from .registry import ScrapeOrchestrator
 from .runner import CommandRunner
 from .server import serve
+from .webconfig import WebConfig, WebConfigError, load_web_config
 
 log = logging.getLogger("nomade.exporter")
 
@@ -34,6 +35,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="nomade-exporter", description=__doc__.splitlines()[0])
     p.add_argument("--config", type=Path, help="TOML configuration file")
     p.add_argument("--web.listen-address", dest="listen_address", help="host:port to serve (default 127.0.0.1:9866)")
+    p.add_argument(
+        "--web.config.file",
+        dest="web_config_file",
+        type=Path,
+        help="exporter-toolkit web configuration (TLS, basic auth), read once at start; see nomade.exporter.webconfig",
+    )
     p.add_argument("--mode", choices=MODES, help="which collectors run by default (default: auto)")
     p.add_argument("--log.level", dest="log_level", choices=["debug", "info", "warning", "error"])
     p.add_argument("--scrape.timeout", dest="scrape_timeout", type=float, help="seconds a scrape waits (default 25)")
@@ -137,9 +144,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         cfg = resolve(args)
         logging.basicConfig(level=cfg.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-        orchestrator = build(cfg)
+        privacy.configure(cfg)  # pseudonymous user/account labels when [exporter] pseudonymize_labels is set
         host, port = cfg.host_port()
-    except ConfigError as exc:
+        web: WebConfig | None = load_web_config(args.web_config_file) if args.web_config_file else None
+        orchestrator = build(cfg)
+    except (ConfigError, WebConfigError) as exc:
         print(f"nomade-exporter: {exc}", file=sys.stderr)
         return 2
     # Parsing 10^5-line command outputs allocates millions of short-lived objects; with CPython's default gen-0
@@ -158,11 +167,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     try:
-        server = serve(registry, host, port, orchestrator)
+        server = serve(registry, host, port, orchestrator, web_config=web)
     except OSError as exc:
         print(f"nomade-exporter: cannot listen on {cfg.listen_address}: {exc}", file=sys.stderr)
         return 1
-    log.info("listening on http://%s:%d/metrics", host or "0.0.0.0", port)
+    scheme = "https" if web is not None and web.tls is not None else "http"
+    log.info(
+        "listening on %s://%s:%d/metrics%s",
+        scheme,
+        host or "0.0.0.0",
+        port,
+        " (basic auth)" if web and web.users else "",
+    )
     stop.wait()
     server.shutdown()
     orchestrator.close()

@@ -10,6 +10,8 @@ File layout (every key optional; ``deploy/nomade.toml.example`` documents them a
     cache_ttl = 15.0                     # seconds one command's output is shared
     state_dir = "/var/lib/nomade"        # counters that must survive restarts
     log_level = "info"
+    pseudonymize_labels = []             # e.g. ["user", "account"]: keyed hashes instead of names (privacy.py)
+    pseudonymize_key_file = "/etc/nomade/pseudonym.key"   # the HMAC key, >= 16 bytes, read from this file only
 
     [collector.<name>]
     enabled = true                       # overridden by --collector.<name> / --no-collector.<name>
@@ -29,6 +31,11 @@ DEFAULT_PORT = 9866
 9100, slurm_exporter 9341, DCGM 9400, ipmi 9290, ...); the analytics service uses 9867."""
 
 MODES = ("auto", "node", "controller", "all")
+
+PSEUDONYM_CATEGORIES = ("user", "account", "group", "job_name")
+"""Values ``[exporter] pseudonymize_labels`` accepts; :mod:`nomade.exporter.privacy` lists the labels each covers."""
+
+DEFAULT_PSEUDONYM_KEY_FILE = Path("/etc/nomade/pseudonym.key")
 
 
 class ConfigError(ValueError):
@@ -57,6 +64,10 @@ class ExporterConfig:
         log_level: Python logging level name.
         collectors: ``{name: {option: value}}`` from ``[collector.<name>]`` sections.
         enabled: explicit ``{name: bool}`` choices from flags or ``enabled`` keys.
+        pseudonymize_labels: categories of names (:data:`PSEUDONYM_CATEGORIES`) replaced by keyed hashes in
+            every exported label; empty (the default) turns pseudonymization off.
+        pseudonymize_key_file: file holding the HMAC key (at least 16 bytes); read only when
+            ``pseudonymize_labels`` is not empty, never logged.
 
     """
 
@@ -71,6 +82,8 @@ class ExporterConfig:
     sys_root: Path = Path("/sys")
     collectors: dict[str, dict[str, Any]] = field(default_factory=dict)
     enabled: dict[str, bool] = field(default_factory=dict)
+    pseudonymize_labels: list[str] = field(default_factory=list)
+    pseudonymize_key_file: Path = DEFAULT_PSEUDONYM_KEY_FILE
 
     def host_port(self) -> tuple[str, int]:
         """Split :attr:`listen_address` into ``(host, port)`` (see :func:`split_host_port`)."""
@@ -91,6 +104,15 @@ def split_host_port(address: str) -> tuple[str, int]:
 
 
 _FLOAT_KEYS = ("scrape_timeout", "command_timeout", "cache_ttl")
+
+
+def _categories(value: object, where: str) -> list[str]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ConfigError(f"{where} must be a list of strings")
+    bad = [v for v in value if v not in PSEUDONYM_CATEGORIES]
+    if bad:
+        raise ConfigError(f"{where}: unknown {', '.join(map(repr, bad))} (known: {', '.join(PSEUDONYM_CATEGORIES)})")
+    return list(dict.fromkeys(value))
 
 
 def load_config(path: Path | None) -> ExporterConfig:
@@ -119,8 +141,12 @@ def load_config(path: Path | None) -> ExporterConfig:
             if not isinstance(value, int | float) or value <= 0:
                 raise ConfigError(f"{path}: exporter.{key} must be a positive number")
             value = float(value)
-        elif key in ("state_dir", "proc_root", "sys_root"):
+        elif key in ("state_dir", "proc_root", "sys_root", "pseudonymize_key_file"):
+            if not isinstance(value, str) or not value:
+                raise ConfigError(f"{path}: exporter.{key} must be a non-empty path string")
             value = Path(value)
+        elif key == "pseudonymize_labels":
+            value = _categories(value, f"{path}: exporter.{key}")
         elif key == "mode" and value not in MODES:
             raise ConfigError(f"{path}: exporter.mode must be one of {', '.join(MODES)}")
         setattr(cfg, key, value)

@@ -10,13 +10,38 @@ from what is exported.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Literal
 
 from prometheus_client.core import Metric
 
 MetricType = Literal["gauge", "counter", "info", "histogram"]
+
+LabelRewrite = Callable[[tuple[str, ...]], tuple[str, ...]]
+"""Maps one sample's label values (declaration order) to the values exposed instead (same length)."""
+
+LabelRewriter = Callable[["MetricSpec"], LabelRewrite | None]
+"""Given a family's declaration, returns its :data:`LabelRewrite`, or None when no label of it changes."""
+
+_label_rewriter: LabelRewriter | None = None
+
+
+def set_label_rewriter(rewriter: LabelRewriter | None) -> None:
+    """Install the process-wide exposition-time label rewriter (None: labels exposed as collected).
+
+    Every :meth:`MetricSet.families` call applies it, so every collector (and the analytics service, which
+    builds its families with :class:`MetricSet` too) is covered without change. Collectors, :meth:`MetricSet.value`
+    and :meth:`MetricSet.samples` keep seeing the collected values. :func:`nomade.exporter.privacy.configure`
+    installs the pseudonymizer here.
+    """
+    global _label_rewriter
+    _label_rewriter = rewriter
+
+
+def label_rewriter() -> LabelRewriter | None:
+    """The rewriter installed by :func:`set_label_rewriter` (None when labels are exposed as collected)."""
+    return _label_rewriter
 
 
 @dataclass(frozen=True)
@@ -167,26 +192,32 @@ class MetricSet:
         return dict(self._families[name].samples)
 
     def families(self) -> list[Metric]:
-        """Convert to ``prometheus_client`` metric families, omitting empty ones."""
+        """Convert to ``prometheus_client`` metric families, omitting empty ones.
+
+        Label values pass through the rewriter of :func:`set_label_rewriter` (pseudonymization), when one is
+        installed, and are cleaned of lone surrogates.
+        """
         out: list[Metric] = []
+        rewriter = _label_rewriter
         for fam in self._families.values():
             spec = fam.spec
             if not fam.samples and not fam.histograms:
                 continue
             labels = spec.labels
+            rw = rewriter(spec) if rewriter is not None else None
             if spec.type == "counter":
                 m = Metric(spec.name[: -len("_total")], spec.help, "counter")
                 for key, v in sorted(fam.samples.items()):
-                    m.add_sample(spec.name, _label_dict(labels, key), v)
+                    m.add_sample(spec.name, _label_dict(labels, rw(key) if rw else key), v)
             elif spec.type == "info":
                 # Exposed as a gauge named *_info, the convention node_exporter and kube-state-metrics use.
                 m = Metric(spec.name, spec.help, "gauge")
                 for key, v in sorted(fam.samples.items()):
-                    m.add_sample(spec.name, _label_dict(labels, key), v)
+                    m.add_sample(spec.name, _label_dict(labels, rw(key) if rw else key), v)
             elif spec.type == "histogram":
                 m = Metric(spec.name, spec.help, "histogram")
                 for key, (buckets, total, count) in sorted(fam.histograms.items()):
-                    base = _label_dict(labels, key)
+                    base = _label_dict(labels, rw(key) if rw else key)
                     for le, c in buckets:
                         m.add_sample(spec.name + "_bucket", {**base, "le": _fmt_le(le)}, c)
                     m.add_sample(spec.name + "_sum", base, total)
@@ -194,7 +225,7 @@ class MetricSet:
             else:
                 m = Metric(spec.name, spec.help, "gauge")
                 for key, v in sorted(fam.samples.items()):
-                    m.add_sample(spec.name, _label_dict(labels, key), v)
+                    m.add_sample(spec.name, _label_dict(labels, rw(key) if rw else key), v)
             out.append(m)
         return out
 

@@ -1,14 +1,56 @@
-"""A small threaded HTTP server for ``/metrics`` (and a landing page at ``/``)."""
+"""A small threaded HTTP(S) server for ``/metrics`` (and a landing page at ``/``).
+
+With a web configuration (:mod:`nomade.exporter.webconfig`, the Prometheus exporter-toolkit format) it serves TLS
+and requires basic authentication on every path.
+"""
 
 from __future__ import annotations
 
+import logging
+import socket
+import ssl
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from . import __version__
 from .registry import ScrapeOrchestrator
+from .webconfig import WebConfig
+
+log = logging.getLogger("nomade.exporter.server")
+
+#: Seconds a client has to complete the TLS handshake and each read of its request (slow clients hold a thread).
+TIMEOUT = 30.0
+
+
+class _Server(ThreadingHTTPServer):
+    """ThreadingHTTPServer with an optional TLS context; the handshake happens in the request's thread."""
+
+    daemon_threads = True
+    ssl_context: ssl.SSLContext | None = None
+
+    def get_request(self) -> tuple[socket.socket, Any]:
+        sock, addr = super().get_request()
+        if self.ssl_context is not None:
+            sock.settimeout(TIMEOUT)
+            sock = self.ssl_context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
+        return sock, addr
+
+    def finish_request(self, request: Any, client_address: Any) -> None:
+        if isinstance(request, ssl.SSLSocket):
+            try:
+                request.do_handshake()
+            except (ssl.SSLError, OSError) as exc:
+                # Plain HTTP on the TLS port, a missing/untrusted client certificate, a refused TLS version.
+                log.debug("TLS handshake with %s failed: %s", client_address[0], exc)
+                return
+        super().finish_request(request, client_address)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        log.debug("error serving %s", client_address[0], exc_info=True)
+
 
 LANDING = f"""<html><head><title>NØMADE exporter</title></head><body>
 <h1>NØMADE exporter {__version__}</h1><p><a href="/metrics">Metrics</a></p></body></html>
@@ -16,20 +58,48 @@ LANDING = f"""<html><head><title>NØMADE exporter</title></head><body>
 
 
 def serve(
-    registry: CollectorRegistry, host: str, port: int, orchestrator: ScrapeOrchestrator | None = None
+    registry: CollectorRegistry,
+    host: str,
+    port: int,
+    orchestrator: ScrapeOrchestrator | None = None,
+    web_config: WebConfig | None = None,
 ) -> ThreadingHTTPServer:
     """Start serving ``registry`` on ``host:port`` in a daemon thread and return the server.
 
     When ``orchestrator`` is given, a scraper's ``X-Prometheus-Scrape-Timeout-Seconds`` header shortens that
     scrape's deadline (see :meth:`ScrapeOrchestrator.timeout`).
 
+    ``web_config`` (:func:`nomade.exporter.webconfig.load_web_config`): with ``tls`` the port speaks HTTPS only
+    (handshake failures close the connection); with ``users`` every path (``/``, ``/metrics``, 404s) answers
+    401 with ``WWW-Authenticate: Basic`` unless valid credentials are sent; ``headers`` are added to every response.
+
     Raises:
         OSError: when the address cannot be bound.
+        nomade.exporter.webconfig.WebConfigError: certificate/key/CA files that cannot be loaded.
 
     """
+    ctx = web_config.ssl_context() if web_config is not None else None
+    auth = web_config.basic_auth() if web_config is not None else None
+    extra_headers = dict(web_config.headers) if web_config is not None else {}
 
     class Handler(BaseHTTPRequestHandler):
+        timeout = TIMEOUT
+
+        def end_headers(self) -> None:
+            for name, value in extra_headers.items():
+                self.send_header(name, value)
+            super().end_headers()
+
         def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+            if auth is not None and not auth.check_header(self.headers.get("Authorization")):
+                body = b"Unauthorized\n"
+                self.send_response(401)
+                self.send_header("WWW-Authenticate", 'Basic realm="nomade", charset="UTF-8"')
+                self.send_header("Content-Type", "text/plain; charset=utf-8")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+                return
             path = self.path.split("?", 1)[0]
             if path == "/metrics":
                 header = self.headers.get("X-Prometheus-Scrape-Timeout-Seconds")
@@ -57,7 +127,7 @@ def serve(
         def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - quiet access log
             return
 
-    server = ThreadingHTTPServer((host, port), Handler)
-    server.daemon_threads = True
+    server = _Server((host, port), Handler)
+    server.ssl_context = ctx
     threading.Thread(target=server.serve_forever, name="http", daemon=True).start()
     return server

@@ -33,11 +33,12 @@ export SLURM_CONF="$LAB/etc/slurm.conf"
 export LC_ALL=C
 
 # nodejs/npm: the dashboard tests turn Grafana's published schema (@grafana/schema, npm) into JSON Schema.
+# shellcheck: the tests lint the SLURM prolog/epilog hooks (deploy/slurm/).
 PACKAGES=(slurm-wlm slurmdbd munge mariadb-server sysstat prometheus prometheus-alertmanager
-          victoria-metrics curl python3 nodejs npm)
+          victoria-metrics curl python3 nodejs npm shellcheck)
 BINARIES=(/usr/sbin/slurmctld /usr/sbin/slurmd /usr/sbin/slurmdbd /usr/sbin/munged /usr/bin/mysqld_safe
           /usr/bin/mariadb-install-db /usr/bin/prometheus /usr/bin/prometheus-alertmanager
-          /usr/bin/victoria-metrics /usr/lib/sysstat/sadc /usr/bin/curl /usr/bin/python3 /usr/bin/node /usr/bin/npm)
+          /usr/bin/victoria-metrics /usr/lib/sysstat/sadc /usr/bin/curl /usr/bin/python3 /usr/bin/node /usr/bin/npm /usr/bin/shellcheck)
 
 log() { printf '[lab %s] %s\n' "$(date +%T)" "$*"; }
 warn() { printf '[lab %s] WARNING: %s\n' "$(date +%T)" "$*" >&2; }

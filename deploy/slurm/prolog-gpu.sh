@@ -38,7 +38,8 @@ case "$gpus" in '' | *[!0-9,-]*) exit 0 ;; esac
 user="${SLURM_JOB_USER:-}"
 case "$user" in *[!A-Za-z0-9._-]*) user="" ;; esac
 
-mkdir -p -m 0755 -- "$dir" 2>/dev/null || exit 0
+umask 022 # directories 0755, files 0644
+mkdir -p -- "$dir" 2>/dev/null || exit 0
 tmp="$dir/.$job.$$"
 # Write then rename, so that the exporter never reads a half-written file.
 if printf 'gpus=%s\nuser=%s\n' "$gpus" "$user" >"$tmp" 2>/dev/null; then

@@ -1,0 +1,495 @@
+"""``nomade syscheck``: does this machine have what NØMADE needs? (the seed's system check, redone for the exporter).
+
+Each check gives a :class:`Check` (name, status ``ok|warn|fail|skip``, detail, required). The exit status is 1 when a
+*required* check failed, 0 otherwise (warnings and optional failures are printed, never fatal).
+
+Checks, in order:
+
+* ``python``: interpreter >= 3.11 (``requires-python`` of pyproject.toml). Required.
+* ``slurm.sinfo``, ``slurm.squeue``, ``slurm.scontrol``: the command is on ``PATH`` and answers (``sinfo -h -o %P``,
+  ``squeue -h -o %i``, ``scontrol ping``) within the timeout. Required in ``controller`` and ``all`` modes (the
+  controller collectors run them), a warning in ``node`` mode.
+* ``slurm.sacct``: ``sacct`` answers a one-minute window from slurmdbd (``sacct -n -X -o JobID -S <now-60s>``).
+  Required in controller/all modes: ``slurm_accounting`` counts finished jobs from it (DESIGN.md, job outcome model).
+* ``sysstat``: ``iostat``/``mpstat``/``vmstat``/``sar`` on PATH. Optional, information only: NØMADE computes the
+  sysstat figures itself from /proc (``diskstats``, ``cpu``, ``memory`` collectors), so "ok" either way.
+* ``gpu``: NVML (``pynvml`` importable) or ``nvidia-smi -L`` answering. Optional (``skip`` without a GPU stack).
+* ``nfs``: NFS mounts listed in ``/proc/self/mountinfo``. Optional (``skip`` when there are none).
+* ``proc``: ``/proc/stat``, ``/proc/meminfo``, ``/proc/diskstats`` readable. Required (node collectors).
+* ``proc.pressure``: ``/proc/pressure/{cpu,memory,io}`` readable (PSI). Optional: without it (kernel < 4.20 or
+  booted without ``psi=1``) the memory collector omits its pressure series.
+* ``proc.pid_io``: ``/proc/1/io`` readable. Optional: the ``job_io`` collector reads ``/proc/<pid>/io`` of other
+  users' processes, which needs root or CAP_DAC_READ_SEARCH + CAP_SYS_PTRACE (see deploy/systemd/).
+* ``sys``: ``/sys/fs/cgroup`` readable. Optional (``job_usage`` reads job cgroups from there).
+* ``prometheus``: ``GET <url>/-/ready`` answers 200. Required when ``--prometheus`` is given, else ``skip``.
+* ``config.exporter``, ``config.analytics``, ``config.monitoring``: the ``--config`` file's sections parse with the
+  component's loader (:func:`nomade.exporter.config.load_config`, :func:`nomade.analytics.config.load_config`,
+  :func:`nomade.alerting.config.load_monitoring_config`). Required when ``--config`` is given, else ``skip``. One
+  file may hold every component's tables; it is split by table (:func:`split_config`) because the analytics and
+  monitoring loaders refuse tables that are not theirs.
+
+No shell: every command is an argv list run by :class:`nomade.exporter.runner.CommandRunner` (timeout, process group
+killed on expiry, ``LC_ALL=C``). Commands, PATH lookups, file roots, the HTTP GET and the clock are injectable so the
+checks are unit-testable without SLURM.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import os
+import re
+import shutil
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from nomade.exporter.runner import CommandError, CommandResult, CommandRunner
+
+STATUSES = ("ok", "warn", "fail", "skip")
+MODES = ("node", "controller", "all")
+MIN_PYTHON = (3, 11)
+"""``requires-python = ">=3.11"`` in pyproject.toml (tomllib, ``X | Y`` unions at runtime)."""
+DEFAULT_TIMEOUT = 5.0
+"""Seconds per command and per HTTP request: a healthy slurmctld answers in well under a second."""
+SYSSTAT_TOOLS = ("iostat", "mpstat", "vmstat", "sar")
+NFS_FSTYPES = ("nfs", "nfs4")
+COMPONENT_TABLES: dict[str, tuple[str, ...]] = {
+    "exporter": ("exporter", "collector"),
+    "analytics": ("analytics",),
+    "monitoring": ("monitoring", "alertmanager", "grafana"),
+}
+"""Top-level TOML tables owned by each component's loader."""
+
+
+class Runner(Protocol):
+    """What the checks need of :class:`~nomade.exporter.runner.CommandRunner` (tests pass a fake)."""
+
+    def run(self, argv: Sequence[str], *, timeout: float | None = None, ttl: float | None = None) -> CommandResult:
+        """Run ``argv``; raise :class:`~nomade.exporter.runner.CommandError` on failure."""
+        ...
+
+
+@dataclass(frozen=True)
+class Check:
+    """One check's outcome.
+
+    Attributes:
+        name: dotted check name (``slurm.sacct``).
+        status: one of :data:`STATUSES`.
+        detail: one line for the administrator (what was found, or what to do).
+        required: a ``fail`` of a required check makes the exit status 1.
+
+    """
+
+    name: str
+    status: str
+    detail: str
+    required: bool = False
+
+
+def _http_get(url: str, timeout: float) -> tuple[int, str]:
+    parts = urllib.parse.urlsplit(url)
+    headers = {}
+    if parts.username is not None:  # user:password@host: sent as basic auth, never part of the request line
+        pair = f"{urllib.parse.unquote(parts.username)}:{urllib.parse.unquote(parts.password or '')}"
+        headers["Authorization"] = "Basic " + base64.b64encode(pair.encode()).decode("ascii")
+        host = f"{parts.hostname}:{parts.port}" if parts.port else str(parts.hostname)
+        url = urllib.parse.urlunsplit((parts.scheme, host, parts.path, parts.query, ""))
+    req = urllib.request.Request(url, headers=headers, method="GET")  # noqa: S310 - scheme checked by the caller
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310
+            return resp.status, resp.read(4096).decode("utf-8", "replace")
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read(4096).decode("utf-8", "replace") if exc.fp else ""
+
+
+def _nvml_importable() -> bool:
+    try:
+        import pynvml  # noqa: F401
+    except Exception:  # noqa: BLE001 - any import failure means "no NVML"
+        return False
+    return True
+
+
+@dataclass
+class Environment:
+    """The machine as the checks see it (every field injectable for tests).
+
+    Attributes:
+        runner: runs argv lists (default: a :class:`CommandRunner` without caching).
+        which: PATH lookup (default :func:`shutil.which`).
+        proc_root: ``/proc``.
+        sys_root: ``/sys``.
+        http_get: ``(url, timeout) -> (status code, body)``; raises :class:`OSError` when unreachable.
+        clock: Unix seconds (the sacct window).
+        version_info: the interpreter version tuple.
+        nvml_importable: whether the NVML bindings import.
+
+    """
+
+    runner: Runner = field(default_factory=lambda: CommandRunner(timeout=DEFAULT_TIMEOUT, ttl=0.0))
+    which: Callable[[str], str | None] = shutil.which
+    proc_root: Path = Path("/proc")
+    sys_root: Path = Path("/sys")
+    http_get: Callable[[str, float], tuple[int, str]] = _http_get
+    clock: Callable[[], float] = time.time
+    version_info: tuple[int, ...] = tuple(sys.version_info[:3])
+    nvml_importable: Callable[[], bool] = _nvml_importable
+
+
+def _first_line(text: str, limit: int = 160) -> str:
+    line = next((ln.strip() for ln in text.splitlines() if ln.strip()), "")
+    return line[:limit]
+
+
+# -- individual checks -------------------------------------------------------------------------------------------
+
+
+def check_python(env: Environment) -> Check:
+    """Interpreter version against :data:`MIN_PYTHON` (required)."""
+    v = ".".join(str(x) for x in env.version_info[:3])
+    need = ".".join(str(x) for x in MIN_PYTHON)
+    ok = tuple(env.version_info[:2]) >= MIN_PYTHON
+    return Check("python", "ok" if ok else "fail", f"Python {v} (requires >= {need})", required=True)
+
+
+def _command_check(
+    env: Environment, name: str, argv: Sequence[str], required: bool, timeout: float, what: str
+) -> tuple[Check, str]:
+    """Run ``argv`` if it is on PATH: the check and the command's stdout ("" when it did not answer)."""
+    if env.which(argv[0]) is None:
+        return Check(name, "fail" if required else "warn", f"{argv[0]} not found on PATH", required), ""
+    try:
+        res = env.runner.run(argv, timeout=timeout, ttl=0.0)
+    except CommandError as exc:
+        why = {"timeout": f"no answer within {timeout:g} s", "missing": "cannot be executed"}.get(exc.reason)
+        detail = why or f"exited with an error: {_first_line(exc.detail) or 'no message'}"
+        return Check(name, "fail" if required else "warn", f"{' '.join(argv)}: {detail}", required), ""
+    return Check(name, "ok", f"{what} ({res.duration:.2f} s)", required), res.stdout
+
+
+def check_slurm(env: Environment, mode: str, timeout: float = DEFAULT_TIMEOUT) -> list[Check]:
+    """sinfo, squeue, scontrol and sacct present and answering (required unless ``mode`` is ``node``)."""
+    required = mode != "node"
+    ping, text = _command_check(
+        env, "slurm.scontrol", ["scontrol", "ping"], required, timeout, "slurmctld answers ping"
+    )
+    # `scontrol ping` prints "Slurmctld(primary) at HOST is DOWN" and, on some releases, still exits 0
+    down = [ln.strip() for ln in text.splitlines() if ln.rstrip().endswith("DOWN")]
+    if down:
+        ping = Check(ping.name, "fail" if required else "warn", "; ".join(down), required)
+    out = [
+        _command_check(env, "slurm.sinfo", ["sinfo", "-h", "-o", "%P"], required, timeout, "sinfo answers")[0],
+        _command_check(env, "slurm.squeue", ["squeue", "-h", "-o", "%i"], required, timeout, "squeue answers")[0],
+        ping,
+    ]
+    start = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(env.clock() - 60))
+    sacct, _ = _command_check(
+        env,
+        "slurm.sacct",
+        ["sacct", "-n", "-X", "-o", "JobID", "-S", start],
+        required,
+        timeout,
+        "sacct answers from slurmdbd",
+    )
+    if sacct.status != "ok" and env.which("sacct") is not None:
+        sacct = Check(sacct.name, sacct.status, sacct.detail + " (is slurmdbd running and reachable?)", required)
+    out.append(sacct)
+    return out
+
+
+def check_sysstat(env: Environment) -> Check:
+    """The sysstat tools on PATH: information only, NØMADE reads /proc itself."""
+    found = [t for t in SYSSTAT_TOOLS if env.which(t) is not None]
+    note = "not needed: NØMADE computes iostat/mpstat/vmstat figures from /proc"
+    if found:
+        return Check("sysstat", "ok", f"found {', '.join(found)} ({note})")
+    return Check("sysstat", "ok", f"none of {', '.join(SYSSTAT_TOOLS)} found ({note})")
+
+
+def check_gpu(env: Environment, timeout: float = DEFAULT_TIMEOUT) -> Check:
+    """NVML bindings or ``nvidia-smi -L`` (optional)."""
+    nvml = env.nvml_importable()
+    if env.which("nvidia-smi") is None:
+        if nvml:
+            return Check("gpu", "ok", "NVML bindings importable; nvidia-smi not on PATH")
+        return Check("gpu", "skip", "no nvidia-smi and no NVML bindings: no GPU metrics on this machine")
+    try:
+        res = env.runner.run(["nvidia-smi", "-L"], timeout=timeout, ttl=0.0)
+    except CommandError as exc:
+        return Check("gpu", "warn", f"nvidia-smi -L failed: {_first_line(exc.detail) or exc.reason}")
+    n = sum(1 for ln in res.stdout.splitlines() if ln.startswith("GPU "))
+    return Check("gpu", "ok", f"{n} GPU(s) listed by nvidia-smi; NVML bindings {'present' if nvml else 'absent'}")
+
+
+def nfs_mounts(mountinfo: str) -> list[str]:
+    """Mount points of NFS filesystems in ``/proc/self/mountinfo`` text (proc(5): fstype follows the ``-``)."""
+    out = []
+    for line in mountinfo.splitlines():
+        left, sep, right = line.partition(" - ")
+        fields_ = left.split()
+        if not sep or len(fields_) < 5 or not right.split():
+            continue
+        if right.split()[0] in NFS_FSTYPES:
+            out.append(fields_[4].replace("\\040", " "))
+    return out
+
+
+def check_nfs(env: Environment) -> Check:
+    """NFS mounts (optional: the nfs collector has nothing to report without them)."""
+    try:
+        text = (env.proc_root / "self/mountinfo").read_text()
+    except OSError as exc:
+        return Check("nfs", "warn", f"cannot read {env.proc_root}/self/mountinfo: {exc.strerror or exc}")
+    mounts = nfs_mounts(text)
+    if not mounts:
+        return Check("nfs", "skip", "no NFS mounts (the nfs collector reports nothing)")
+    shown = ", ".join(mounts[:5]) + (f" and {len(mounts) - 5} more" if len(mounts) > 5 else "")
+    return Check("nfs", "ok", f"{len(mounts)} NFS mount(s): {shown}")
+
+
+def _readable(path: Path) -> str | None:
+    try:
+        with open(path, "rb") as fh:
+            fh.read(1)
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    return None
+
+
+def check_proc(env: Environment) -> list[Check]:
+    """/proc files of the node collectors (required), PSI and /proc/<pid>/io (optional), /sys cgroups (optional)."""
+    out = []
+    bad = [f"{n}: {e}" for n in ("stat", "meminfo", "diskstats") if (e := _readable(env.proc_root / n))]
+    out.append(
+        Check("proc", "fail" if bad else "ok", "; ".join(bad) or "/proc/stat, meminfo, diskstats readable", True)
+    )
+    bad = [n for n in ("cpu", "memory", "io") if _readable(env.proc_root / "pressure" / n)]
+    out.append(
+        Check("proc.pressure", "warn", f"PSI not readable ({', '.join(bad)}): no pressure series (psi=1?)")
+        if bad
+        else Check("proc.pressure", "ok", "/proc/pressure/{cpu,memory,io} readable")
+    )
+    err = _readable(env.proc_root / "1/io")
+    out.append(
+        Check("proc.pid_io", "warn", f"/proc/1/io: {err}: job_io needs root or CAP_DAC_READ_SEARCH+CAP_SYS_PTRACE")
+        if err
+        else Check("proc.pid_io", "ok", "/proc/<pid>/io of other users readable (job_io)")
+    )
+    cg = env.sys_root / "fs/cgroup"
+    out.append(
+        Check("sys", "ok", f"{cg} readable (job_usage)")
+        if os.access(cg, os.R_OK | os.X_OK)
+        else Check("sys", "warn", f"{cg} not readable: no per-job usage from cgroups")
+    )
+    return out
+
+
+def check_prometheus(env: Environment, url: str | None, timeout: float = DEFAULT_TIMEOUT) -> Check:
+    """``GET <url>/-/ready`` (Prometheus management API) answers 200; required when a URL is given."""
+    if not url:
+        return Check("prometheus", "skip", "no --prometheus URL given")
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        return Check("prometheus", "fail", f"{url!r} is not an http(s) URL", True)
+    # never print credentials embedded in the URL (user:password@host)
+    host = f"{parts.hostname}:{parts.port}" if parts.port else str(parts.hostname)
+    shown = urllib.parse.urlunsplit((parts.scheme, host, parts.path, "", "")).rstrip("/")
+    ready = url.rstrip("/") + "/-/ready"
+    try:
+        code, body = env.http_get(ready, timeout)
+    except (OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", exc)
+        return Check("prometheus", "fail", f"{shown}/-/ready unreachable: {reason}", True)
+    if code != 200:
+        return Check("prometheus", "fail", f"{shown}/-/ready answered HTTP {code}: {_first_line(body)}", True)
+    return Check("prometheus", "ok", f"{shown} is ready", True)
+
+
+_HEADER_RE = re.compile(r"^\s*\[\[?\s*([A-Za-z0-9_\-]+|\"[^\"]*\")")
+
+
+def split_config(text: str) -> dict[str, str]:
+    """Split a combined NØMADE TOML document into one document per component (keys of :data:`COMPONENT_TABLES`).
+
+    Each line goes with the last table header (``[x...]`` or ``[[x...]]``) above it; the header's first name picks
+    the component. Lines before the first header go to every component (they can only be comments: top-level keys
+    are refused by every loader). A table owned by no component goes to ``"unknown"``.
+
+    Returns:
+        ``{component: text}`` for the components the document mentions (and ``"unknown"`` if any).
+
+    """
+    owner = {t: c for c, ts in COMPONENT_TABLES.items() for t in ts}
+    parts: dict[str, list[str]] = {}
+    preamble: list[str] = []
+    current: str | None = None
+    for line in text.splitlines(keepends=True):
+        m = _HEADER_RE.match(line)
+        if m:
+            current = owner.get(m.group(1).strip('"'), "unknown")
+            parts.setdefault(current, [])
+        if current is None:
+            preamble.append(line)
+        else:
+            parts[current].append(line)
+    return {c: "".join(preamble + lines) for c, lines in parts.items()}
+
+
+def _load_component(component: str, text: str, shown: Path) -> str:
+    """Load ``text`` with the component's loader; return a one-line summary.
+
+    Raises:
+        ValueError: the loader's ``ConfigError`` (a ``ValueError``), its message naming ``shown`` as the file.
+
+    """
+    with tempfile.TemporaryDirectory(prefix="nomade-syscheck-") as tmp:
+        path = Path(tmp) / f"{component}.toml"
+        path.write_text(text)
+        try:
+            return _load_path(component, path)
+        except ValueError as exc:
+            raise ValueError(str(exc).replace(str(path), str(shown))) from None
+
+
+def _load_path(component: str, path: Path) -> str:
+    if component == "exporter":
+        from nomade.exporter.config import load_config
+
+        cfg = load_config(path)
+        return f"mode {cfg.mode}, listen {cfg.listen_address}, {len(cfg.collectors)} collector section(s)"
+    if component == "analytics":
+        from nomade.analytics.config import load_config as load_analytics
+
+        acfg = load_analytics(path)
+        return f"{acfg.prometheus_url}, {len(acfg.watches)} watch(es), risk {'on' if acfg.risk.enabled else 'off'}"
+    from nomade.alerting.config import load_monitoring_config
+
+    mcfg = load_monitoring_config(path)
+    return f"cluster label {mcfg.cluster_label!r}, exporter job {mcfg.exporter_job!r}"
+
+
+def check_config(path: Path | None) -> list[Check]:
+    """Each component's part of the ``--config`` file parses (required when a file is given)."""
+    if path is None:
+        return [Check("config", "skip", "no --config file given")]
+    try:
+        text = Path(path).read_text()
+    except OSError as exc:
+        return [Check("config", "fail", f"{path}: cannot read: {exc.strerror or exc}", True)]
+    parts = split_config(text)
+    out = []
+    if "unknown" in parts:
+        heads = [m.group(1) for ln in parts["unknown"].splitlines() if (m := _HEADER_RE.match(ln))]
+        known = ", ".join(t for ts in COMPONENT_TABLES.values() for t in ts)
+        out.append(Check("config", "fail", f"{path}: unknown table(s) {', '.join(heads)} (known: {known})", True))
+    for component in COMPONENT_TABLES:
+        if component not in parts:
+            out.append(Check(f"config.{component}", "skip", f"{path} has no {component} tables"))
+            continue
+        try:
+            summary = _load_component(component, parts[component], Path(path))
+        except ValueError as exc:  # every loader's ConfigError is a ValueError
+            out.append(Check(f"config.{component}", "fail", str(exc), True))
+            continue
+        out.append(Check(f"config.{component}", "ok", f"{path}: {summary}", True))
+    return out
+
+
+def run_checks(
+    env: Environment | None = None,
+    *,
+    mode: str = "all",
+    prometheus: str | None = None,
+    config: Path | None = None,
+    timeout: float = DEFAULT_TIMEOUT,
+) -> list[Check]:
+    """Run every check in the documented order.
+
+    Args:
+        env: the machine (default: the real one).
+        mode: ``node``, ``controller`` or ``all``: what this machine runs (SLURM checks are optional on nodes).
+        prometheus: Prometheus base URL to probe, or ``None`` (skip).
+        config: configuration file to parse, or ``None`` (skip).
+        timeout: seconds per command or request.
+
+    Raises:
+        ValueError: unknown ``mode``.
+
+    """
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {', '.join(MODES)}")
+    env = env or Environment()
+    checks = [check_python(env)]
+    checks += check_slurm(env, mode, timeout)
+    checks.append(check_sysstat(env))
+    checks.append(check_gpu(env, timeout))
+    checks.append(check_nfs(env))
+    checks += check_proc(env)
+    checks.append(check_prometheus(env, prometheus, timeout))
+    checks += check_config(config)
+    return checks
+
+
+def exit_status(checks: Sequence[Check]) -> int:
+    """1 when a required check failed, else 0."""
+    return 1 if any(c.required and c.status == "fail" for c in checks) else 0
+
+
+_MARK = {"ok": "OK  ", "warn": "WARN", "fail": "FAIL", "skip": "--  "}
+
+
+def render_text(checks: Sequence[Check]) -> str:
+    """Human-readable report: one line per check, then a summary line."""
+    lines = ["NØMADE system check", ""]
+    width = max(len(c.name) for c in checks)
+    for c in checks:
+        req = " (required)" if c.required and c.status == "fail" else ""
+        lines.append(f"{_MARK[c.status]} {c.name:<{width}}  {c.detail}{req}")
+    failed = [c.name for c in checks if c.required and c.status == "fail"]
+    warned = [c.name for c in checks if c.status == "warn" or (c.status == "fail" and not c.required)]
+    lines.append("")
+    if failed:
+        lines.append(f"FAILED: {len(failed)} required check(s): {', '.join(failed)}")
+    else:
+        lines.append("All required checks passed" + (f"; {len(warned)} warning(s)" if warned else "") + ".")
+    return "\n".join(lines) + "\n"
+
+
+def render_json(checks: Sequence[Check]) -> str:
+    """``{"ok": bool, "checks": [{name, status, detail, required}, ...]}`` as JSON."""
+    doc: dict[str, Any] = {"ok": exit_status(checks) == 0, "checks": [asdict(c) for c in checks]}
+    return json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
+
+
+# -- command line ------------------------------------------------------------------------------------------------
+
+
+def add_options(p: argparse.ArgumentParser) -> None:
+    """Options of ``nomade syscheck``."""
+    p.add_argument("--config", type=Path, metavar="FILE", help="NØMADE TOML file to parse (any component's tables)")
+    p.add_argument("--prometheus", metavar="URL", help="Prometheus base URL whose /-/ready must answer")
+    p.add_argument("--format", choices=("text", "json"), default="text", help="output format (default text)")
+    p.add_argument(
+        "--mode",
+        choices=MODES,
+        default="all",
+        help="what this machine runs: node (SLURM commands optional), controller or all (default)",
+    )
+    p.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, metavar="SECONDS", help="per command/request")
+
+
+def run(args: argparse.Namespace, env: Environment | None = None) -> int:
+    """Run ``nomade syscheck``; print the report on stdout; return :func:`exit_status`."""
+    checks = run_checks(env, mode=args.mode, prometheus=args.prometheus, config=args.config, timeout=args.timeout)
+    sys.stdout.write(render_json(checks) if args.format == "json" else render_text(checks))
+    return exit_status(checks)
