@@ -49,7 +49,18 @@ def test_gnn_learns_two_clusters_and_calibrates() -> None:
     assert g.calibrator.method == "isotonic"
     assert p[ct == 1].mean() == pytest.approx(0.6, abs=0.12) and p[ct == 0].mean() == pytest.approx(0.1, abs=0.08)
     assert g.n_train_ == 500 and 0 < g.n_edges_ <= 5 * 500
-    assert 1 <= g.best_epoch_ <= g.epochs_ <= 40
+
+
+def test_early_stopping_stops_after_patience_and_restores_the_best_epoch() -> None:
+    g = GraphSageRisk(k=5, max_epochs=300, eval_every=1, patience=3, seed=0)
+    X, y, s, e, _ = _clusters(500, seed=1)
+    Xc, yc, sc, _, _ = _clusters(300, seed=2, t0=2000.0)
+    g.fit(X, y, submit_time=s, end_time=e, X_cal=Xc, y_cal=yc, cal_submit_time=sc)
+    # Stopped long before max_epochs, exactly `patience` epochs after the best calibration AUC...
+    assert g.epochs_ < 300
+    assert g.epochs_ - g.best_epoch_ == 3
+    # ...and the network serving the scores is the one of the best epoch, not of the last one.
+    assert roc_auc_score(yc, g.raw_score(Xc, submit_time=sc)) == pytest.approx(g.cal_auc_, abs=1e-12)
 
 
 def test_features_only_variant_also_learns() -> None:
