@@ -18,14 +18,28 @@ Schema versions
   ``(cluster, job_id, submit_time, snapshot_time)``) and ``meta`` (key/value text, e.g. harvest watermarks).
   A version-1 file is migrated in place when opened (``ALTER TABLE ... ADD COLUMN`` in one transaction; existing
   rows get NULL vectors).
+
+Threads
+=======
+A :class:`JobsStore` may be opened in one thread and used or closed from another: the analytics service opens it
+in its cycle thread (:meth:`nomade.analytics.risk.RiskEngine.run_cycle`) and closes it from the main thread on
+SIGTERM. The connection is therefore opened with ``check_same_thread=False`` and every use of it (each public
+method, from the first statement to the last row fetched) holds one re-entrant lock, so two threads never use the
+connection at the same time (the sqlite3 module requires the caller to serialise a shared connection). A
+:meth:`~JobsStore.close` issued while another thread runs a query waits for that query to end; any use after
+:meth:`~JobsStore.close` raises :class:`sqlite3.ProgrammingError` ("Cannot operate on a closed database").
 """
 
 from __future__ import annotations
 
+import functools
 import math
 import sqlite3
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import ParamSpec, TypeVar
 
 import pandas as pd
 
@@ -78,8 +92,23 @@ class JobsStoreError(RuntimeError):
     """The store file has an unknown (newer) schema version or is not a jobs store."""
 
 
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def _locked(method: Callable[_P, _R]) -> Callable[_P, _R]:
+    """Run ``method`` holding its store's connection lock (see "Threads" in the module docstring)."""
+
+    @functools.wraps(method)
+    def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        with args[0]._lock:  # type: ignore[attr-defined]
+            return method(*args, **kwargs)
+
+    return wrapper
+
+
 class JobsStore:
-    """SQLite-backed store of finished jobs.
+    """SQLite-backed store of finished jobs; safe to share between threads (one lock serialises every use).
 
     Args:
         path: database file; created (with parent directories) when missing.
@@ -93,7 +122,11 @@ class JobsStore:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._conn = sqlite3.connect(self.path)
+        self._lock = threading.RLock()
+        # Shared between threads (opened in the service's cycle thread, closed from the main thread on SIGTERM):
+        # sqlite3's same-thread check is off and self._lock serialises every use instead.
+        self._conn = sqlite3.connect(self.path, check_same_thread=False)
+        self._closed = False
         try:
             self._open()
         except BaseException:
@@ -129,9 +162,12 @@ class JobsStore:
             self._conn.rollback()
             raise
 
+    @_locked
     def close(self) -> None:
-        """Close the connection."""
-        self._conn.close()
+        """Close the connection, from any thread; waits for a query running in another thread. Idempotent."""
+        if not self._closed:
+            self._closed = True
+            self._conn.close()
 
     def __enter__(self) -> JobsStore:
         return self
@@ -140,15 +176,18 @@ class JobsStore:
         self.close()
 
     @property
+    @_locked
     def schema_version(self) -> int:
         """The version recorded in the file."""
         return int(self._conn.execute("SELECT MAX(version) FROM schema_version").fetchone()[0])
 
+    @_locked
     def get_meta(self, key: str) -> str | None:
         """The text stored under ``key`` in the ``meta`` table (e.g. a harvest watermark), or None."""
         row = self._conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         return None if row is None else row[0]
 
+    @_locked
     def set_meta(self, key: str, value: object) -> None:
         """Store ``str(value)`` under ``key`` (replacing any previous value); None deletes the key."""
         with self._conn:
@@ -160,6 +199,7 @@ class JobsStore:
                 )
                 self._conn.execute(sql, (key, str(value)))
 
+    @_locked
     def _write(
         self, table: str, cols: tuple[str, ...], df: pd.DataFrame, cluster: str | None, extra: dict[str, float]
     ) -> int:
@@ -231,10 +271,12 @@ class JobsStore:
             raise ValueError(f"snapshot_time must be finite, got {snapshot_time!r}")
         return self._write("job_snapshots", SNAPSHOT_COLUMNS, df, cluster, {"snapshot_time": float(snapshot_time)})
 
+    @_locked
     def count(self) -> int:
         """Number of stored jobs."""
         return int(self._conn.execute("SELECT COUNT(*) FROM jobs").fetchone()[0])
 
+    @_locked
     def load(self, since: float | None = None, cluster: str | None = None) -> pd.DataFrame:
         """Stored jobs as a DataFrame: ``cluster`` + JOB_COLUMNS + ``nodelist`` + VECTOR_COLUMNS.
 
@@ -261,6 +303,7 @@ class JobsStore:
         df["failed"] = df["failed"].fillna(0).astype(bool)
         return df
 
+    @_locked
     def load_snapshots(self, since: float | None = None, cluster: str | None = None) -> pd.DataFrame:
         """Snapshots joined with the final outcome of their job when it has finished (is in ``jobs``).
 

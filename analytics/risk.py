@@ -496,7 +496,12 @@ class RiskEngine:
         self._score(active, now)
 
     def close(self) -> None:
-        """Close the training store if the engine opened it (a training in progress runs on its own copies)."""
+        """Close the training store if the engine opened it (a training in progress runs on its own copies).
+
+        May be called from any thread: the store is opened in the service's cycle thread and closed from the main
+        thread at shutdown; :class:`~nomade.analytics.jobs_store.JobsStore` serialises its connection with a lock
+        (a cycle still querying it is waited for). An error while closing is logged as a warning, never raised.
+        """
         if self._owns_store and self._store is not None:
             try:
                 self._store.close()

@@ -8,9 +8,11 @@ Checks, in order:
 * ``python``: interpreter >= 3.11 (``requires-python`` of pyproject.toml). Required.
 * ``slurm.sinfo``, ``slurm.squeue``, ``slurm.scontrol``: the command is on ``PATH`` and answers (``sinfo -h -o %P``,
   ``squeue -h -o %i``, ``scontrol ping``) within the timeout. Required in ``controller`` and ``all`` modes (the
-  controller collectors run them), a warning in ``node`` mode.
+  controller collectors run them); in ``node`` mode they are not run at all and shown as ``skip`` (no node collector
+  runs a SLURM command).
 * ``slurm.sacct``: ``sacct`` answers a one-minute window from slurmdbd (``sacct -n -X -o JobID -S <now-60s>``).
   Required in controller/all modes: ``slurm_accounting`` counts finished jobs from it (DESIGN.md, job outcome model).
+  ``skip`` in node mode.
 * ``sysstat``: ``iostat``/``mpstat``/``vmstat``/``sar`` on PATH. Optional, information only: NØMADE computes the
   sysstat figures itself from /proc (``diskstats``, ``cpu``, ``memory`` collectors), so "ok" either way.
 * ``gpu``: NVML (``pynvml`` importable) or ``nvidia-smi -L`` answering. Optional (``skip`` without a GPU stack).
@@ -18,15 +20,36 @@ Checks, in order:
 * ``proc``: ``/proc/stat``, ``/proc/meminfo``, ``/proc/diskstats`` readable. Required (node collectors).
 * ``proc.pressure``: ``/proc/pressure/{cpu,memory,io}`` readable (PSI). Optional: without it (kernel < 4.20 or
   booted without ``psi=1``) the memory collector omits its pressure series.
-* ``proc.pid_io``: ``/proc/1/io`` readable. Optional: the ``job_io`` collector reads ``/proc/<pid>/io`` of other
-  users' processes, which needs root or CAP_DAC_READ_SEARCH + CAP_SYS_PTRACE (see deploy/systemd/).
+* ``proc.pid_io``: ``/proc/<pid>/io`` of a process owned by ANOTHER user than the effective one (the first such
+  pid found in ``/proc``; PID 1 is not used: in a container it may not exist or belong to the host) is readable.
+  Optional: the ``job_io`` collector reads ``/proc/<pid>/io`` of other users' processes, which needs root or
+  CAP_SYS_PTRACE + CAP_DAC_READ_SEARCH (see deploy/systemd/). The detail names the effective user the probe ran
+  as; ``skip`` when no other user's process is visible (the check could not be made).
 * ``sys``: ``/sys/fs/cgroup`` readable. Optional (``job_usage`` reads job cgroups from there).
-* ``prometheus``: ``GET <url>/-/ready`` answers 200. Required when ``--prometheus`` is given, else ``skip``.
+* ``prometheus``: ``GET <url>/-/ready`` answers 200. Required when ``--prometheus`` is given, else ``skip`` (in
+  ``analytics`` mode the URL defaults to the configuration's ``prometheus_url`` and is always checked).
 * ``config.exporter``, ``config.analytics``, ``config.monitoring``: the ``--config`` file's sections parse with the
   component's loader (:func:`nomade.exporter.config.load_config`, :func:`nomade.analytics.config.load_config`,
   :func:`nomade.alerting.config.load_monitoring_config`). Required when ``--config`` is given, else ``skip``. One
   file may hold every component's tables; it is split by table (:func:`split_config`) because the analytics and
   monitoring loaders refuse tables that are not theirs.
+
+``--mode analytics`` (the host of ``nomade-analytics``) runs no SLURM and no /proc check, only:
+
+* ``python`` (as above).
+* ``analytics.extras``: ``numpy``, ``pandas``, ``sklearn``, ``torch``, ``torch_geometric`` import (the ``ml`` extra,
+  :data:`ANALYTICS_MODULES`); the check names the missing ones. Required while ``[analytics.risk] enabled`` (the
+  default); numpy is required in any case (the trend watches use it).
+* ``prometheus``: ``--prometheus``, else the configuration's ``prometheus_url`` (default ``http://127.0.0.1:9090``),
+  with its ``[analytics.basic_auth]``, ``bearer_token_file``, ``ca_file`` and ``insecure_skip_verify``. Required.
+* ``config.analytics``: the ``--config`` file's analytics tables, parsed by :func:`nomade.analytics.config.load_config`
+  (``skip`` without ``--config``: the built-in defaults are checked below).
+* ``analytics.store``, ``analytics.model_dir``: the training store's directory and the model registry are writable
+  (or can be created) by the effective user, whose name the detail gives. Required while risk is enabled. A
+  directory under ``/var/lib/nomade/analytics`` that does not exist yet is only a warning (systemd creates it,
+  ``StateDirectory=`` of deploy/systemd/nomade-analytics.service); one outside it is a warning as well, even
+  when writable, because ``ProtectSystem=strict`` keeps it read-only for the service unless added to
+  ``ReadWritePaths=``.
 
 No shell: every command is an argv list run by :class:`nomade.exporter.runner.CommandRunner` (timeout, process group
 killed on expiry, ``LC_ALL=C``). Commands, PATH lookups, file roots, the HTTP GET and the clock are injectable so the
@@ -37,10 +60,14 @@ from __future__ import annotations
 
 import argparse
 import base64
+import errno
+import importlib
 import json
 import os
+import pwd
 import re
 import shutil
+import ssl
 import sys
 import tempfile
 import time
@@ -55,7 +82,7 @@ from typing import Any, Protocol
 from nomade.exporter.runner import CommandError, CommandResult, CommandRunner
 
 STATUSES = ("ok", "warn", "fail", "skip")
-MODES = ("node", "controller", "all")
+MODES = ("node", "controller", "all", "analytics")
 MIN_PYTHON = (3, 11)
 """``requires-python = ">=3.11"`` in pyproject.toml (tomllib, ``X | Y`` unions at runtime)."""
 DEFAULT_TIMEOUT = 5.0
@@ -68,6 +95,13 @@ COMPONENT_TABLES: dict[str, tuple[str, ...]] = {
     "monitoring": ("monitoring", "alertmanager", "grafana"),
 }
 """Top-level TOML tables owned by each component's loader."""
+ANALYTICS_MODULES = ("numpy", "pandas", "sklearn", "torch", "torch_geometric")
+"""Import names of the ``ml`` extra (pyproject.toml) that the risk engine needs (:mod:`nomade.analytics.risk`)."""
+SERVICE_STATE_DIR = Path("/var/lib/nomade/analytics")
+"""``StateDirectory=nomade/analytics`` and ``ReadWritePaths=`` of deploy/systemd/nomade-analytics.service: systemd
+creates it for the service's user, and it is the only path the service may write (``ProtectSystem=strict``)."""
+PID_IO_TRIES = 20
+"""Other users' processes tried for ``proc.pid_io`` before giving up (a process may exit between scan and read)."""
 
 
 class Runner(Protocol):
@@ -96,17 +130,35 @@ class Check:
     required: bool = False
 
 
-def _http_get(url: str, timeout: float) -> tuple[int, str]:
+def _http_get(
+    url: str, timeout: float, *, headers: dict[str, str] | None = None, verify: bool | str = True
+) -> tuple[int, str]:
+    """``GET url``: ``(HTTP status, first 4 KiB of the body)``.
+
+    Credentials in the URL (``user:password@host``) are sent as basic auth, never in the request line. ``headers``
+    are added (e.g. ``Authorization: Bearer ...``); ``verify`` is ``True`` (system CAs), ``False`` (no TLS
+    verification) or a CA bundle path.
+
+    Raises:
+        OSError: unreachable (:class:`urllib.error.URLError` is one), TLS failure, timeout.
+
+    """
     parts = urllib.parse.urlsplit(url)
-    headers = {}
+    headers = dict(headers or {})
     if parts.username is not None:  # user:password@host: sent as basic auth, never part of the request line
         pair = f"{urllib.parse.unquote(parts.username)}:{urllib.parse.unquote(parts.password or '')}"
         headers["Authorization"] = "Basic " + base64.b64encode(pair.encode()).decode("ascii")
         host = f"{parts.hostname}:{parts.port}" if parts.port else str(parts.hostname)
         url = urllib.parse.urlunsplit((parts.scheme, host, parts.path, parts.query, ""))
     req = urllib.request.Request(url, headers=headers, method="GET")  # noqa: S310 - scheme checked by the caller
+    context = None
+    if parts.scheme == "https" and verify is not True:
+        context = ssl.create_default_context(cafile=verify) if isinstance(verify, str) else ssl.create_default_context()
+        if verify is False:
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
     try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310
+        with urllib.request.urlopen(req, timeout=timeout, context=context) as resp:  # noqa: S310
             return resp.status, resp.read(4096).decode("utf-8", "replace")
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read(4096).decode("utf-8", "replace") if exc.fp else ""
@@ -133,6 +185,12 @@ class Environment:
         clock: Unix seconds (the sacct window).
         version_info: the interpreter version tuple.
         nvml_importable: whether the NVML bindings import.
+        euid: the effective user id (default :func:`os.geteuid`).
+        owner_uid: uid owning a path (default ``Path.stat().st_uid``; ``/proc/<pid>`` is owned by the process's
+            user); raises :class:`OSError` when the path is gone.
+        open_error: the :class:`OSError` met reading one byte of a file, or ``None`` when it is readable.
+        import_module: imports a module by name (default :func:`importlib.import_module`).
+        access: :func:`os.access` (the writability checks).
 
     """
 
@@ -144,6 +202,19 @@ class Environment:
     clock: Callable[[], float] = time.time
     version_info: tuple[int, ...] = tuple(sys.version_info[:3])
     nvml_importable: Callable[[], bool] = _nvml_importable
+    euid: Callable[[], int] = os.geteuid
+    owner_uid: Callable[[Path], int] = field(default=lambda p: p.stat().st_uid)
+    open_error: Callable[[Path], OSError | None] = field(default=lambda p: _open_error(p))
+    import_module: Callable[[str], Any] = importlib.import_module
+    access: Callable[[Path, int], bool] = os.access
+
+
+def user_label(uid: int) -> str:
+    """``name (uid N)`` of a user id, ``uid N`` when the user has no passwd entry."""
+    try:
+        return f"{pwd.getpwuid(uid).pw_name} (uid {uid})"
+    except KeyError:
+        return f"uid {uid}"
 
 
 def _first_line(text: str, limit: int = 160) -> str:
@@ -177,9 +248,19 @@ def _command_check(
     return Check(name, "ok", f"{what} ({res.duration:.2f} s)", required), res.stdout
 
 
+SLURM_CHECKS = ("slurm.sinfo", "slurm.squeue", "slurm.scontrol", "slurm.sacct")
+
+
 def check_slurm(env: Environment, mode: str, timeout: float = DEFAULT_TIMEOUT) -> list[Check]:
-    """sinfo, squeue, scontrol and sacct present and answering (required unless ``mode`` is ``node``)."""
-    required = mode != "node"
+    """sinfo, squeue, scontrol and sacct present and answering (required in ``controller`` and ``all`` modes).
+
+    In ``node`` mode nothing is run: the SLURM commands are the controller collectors' concern, so each check is
+    ``skip``.
+    """
+    if mode == "node":
+        why = "not checked in node mode (only the controller collectors run SLURM commands; see --mode controller)"
+        return [Check(name, "skip", why) for name in SLURM_CHECKS]
+    required = True
     ping, text = _command_check(
         env, "slurm.scontrol", ["scontrol", "ping"], required, timeout, "slurmctld answers ping"
     )
@@ -257,13 +338,64 @@ def check_nfs(env: Environment) -> Check:
     return Check("nfs", "ok", f"{len(mounts)} NFS mount(s): {shown}")
 
 
-def _readable(path: Path) -> str | None:
+def _open_error(path: Path) -> OSError | None:
+    """The error met opening ``path`` and reading one byte of it, or ``None`` when it is readable."""
     try:
         with open(path, "rb") as fh:
             fh.read(1)
     except OSError as exc:
-        return exc.strerror or str(exc)
+        return exc
     return None
+
+
+def _readable(path: Path) -> str | None:
+    err = _open_error(path)
+    return None if err is None else (err.strerror or str(err))
+
+
+_PID_IO_NEED = "job_io needs root or CAP_SYS_PTRACE+CAP_DAC_READ_SEARCH"
+
+
+def check_pid_io(env: Environment) -> Check:
+    """``/proc/<pid>/io`` of a process owned by another user than the effective one is readable (optional).
+
+    The first pids (ascending) under ``env.proc_root`` whose owner differs from ``env.euid()`` are tried, at most
+    :data:`PID_IO_TRIES`; a process that exits meanwhile (ENOENT, ESRCH) is skipped. ``skip`` when no such process is
+    visible (the check could not be made: a container, or ``hidepid=`` on /proc).
+    """
+    euid = env.euid()
+    me = user_label(euid)
+    try:
+        pids = sorted(int(p.name) for p in env.proc_root.iterdir() if p.name.isdigit())
+    except OSError as exc:
+        return Check("proc.pid_io", "warn", f"cannot list {env.proc_root}: {exc.strerror or exc}")
+    tried = 0
+    for pid in pids:
+        try:
+            owner = env.owner_uid(env.proc_root / str(pid))
+        except OSError:
+            continue  # exited since the listing
+        if owner == euid:
+            continue
+        tried += 1
+        path = env.proc_root / str(pid) / "io"
+        err = env.open_error(path)
+        if err is None:
+            return Check(
+                "proc.pid_io", "ok", f"{path} (owner {user_label(owner)}) readable as {me}: job_io can read jobs"
+            )
+        if err.errno in (errno.ENOENT, errno.ESRCH) and tried < PID_IO_TRIES:
+            continue
+        why = err.strerror or str(err)
+        return Check(
+            "proc.pid_io", "warn", f"{path} (owner {user_label(owner)}) not readable as {me}: {why}: {_PID_IO_NEED}"
+        )
+    return Check(
+        "proc.pid_io",
+        "skip",
+        f"no process of another user than {me} visible in {env.proc_root}: the check could not be made "
+        f"(hidepid, or a container?); {_PID_IO_NEED}",
+    )
 
 
 def check_proc(env: Environment) -> list[Check]:
@@ -279,12 +411,7 @@ def check_proc(env: Environment) -> list[Check]:
         if bad
         else Check("proc.pressure", "ok", "/proc/pressure/{cpu,memory,io} readable")
     )
-    err = _readable(env.proc_root / "1/io")
-    out.append(
-        Check("proc.pid_io", "warn", f"/proc/1/io: {err}: job_io needs root or CAP_DAC_READ_SEARCH+CAP_SYS_PTRACE")
-        if err
-        else Check("proc.pid_io", "ok", "/proc/<pid>/io of other users readable (job_io)")
-    )
+    out.append(check_pid_io(env))
     cg = env.sys_root / "fs/cgroup"
     out.append(
         Check("sys", "ok", f"{cg} readable (job_usage)")
@@ -294,8 +421,24 @@ def check_proc(env: Environment) -> list[Check]:
     return out
 
 
-def check_prometheus(env: Environment, url: str | None, timeout: float = DEFAULT_TIMEOUT) -> Check:
-    """``GET <url>/-/ready`` (Prometheus management API) answers 200; required when a URL is given."""
+def check_prometheus(
+    env: Environment,
+    url: str | None,
+    timeout: float = DEFAULT_TIMEOUT,
+    *,
+    bearer_token: str | None = None,
+    verify: bool | str = True,
+) -> Check:
+    """``GET <url>/-/ready`` (Prometheus management API) answers 200; required when a URL is given.
+
+    Args:
+        env: the machine (``env.http_get``).
+        url: Prometheus base URL (credentials in it are sent as basic auth and never shown), or ``None`` (skip).
+        timeout: seconds for the request.
+        bearer_token: sent as ``Authorization: Bearer ...`` when given (``[analytics] bearer_token_file``).
+        verify: TLS verification: ``True``, ``False`` or a CA bundle path (``ca_file``, ``insecure_skip_verify``).
+
+    """
     if not url:
         return Check("prometheus", "skip", "no --prometheus URL given")
     parts = urllib.parse.urlsplit(url)
@@ -305,8 +448,13 @@ def check_prometheus(env: Environment, url: str | None, timeout: float = DEFAULT
     host = f"{parts.hostname}:{parts.port}" if parts.port else str(parts.hostname)
     shown = urllib.parse.urlunsplit((parts.scheme, host, parts.path, "", "")).rstrip("/")
     ready = url.rstrip("/") + "/-/ready"
+    extra: dict[str, Any] = {}
+    if bearer_token:
+        extra["headers"] = {"Authorization": f"Bearer {bearer_token}"}
+    if verify is not True:
+        extra["verify"] = verify
     try:
-        code, body = env.http_get(ready, timeout)
+        code, body = env.http_get(ready, timeout, **extra)
     except (OSError, ValueError) as exc:
         reason = getattr(exc, "reason", exc)
         return Check("prometheus", "fail", f"{shown}/-/ready unreachable: {reason}", True)
@@ -405,6 +553,158 @@ def check_config(path: Path | None) -> list[Check]:
     return out
 
 
+# -- analytics mode ----------------------------------------------------------------------------------------------
+
+
+def load_analytics(path: Path | None) -> tuple[Any, Check]:
+    """The analytics configuration of ``path`` (its ``[analytics]`` tables, by the service's own loader).
+
+    Returns:
+        ``(AnalyticsConfig or None, check "config.analytics")``: without ``path``, the built-in defaults and a
+        ``skip``; when the file cannot be read or parsed, ``None`` and a required ``fail`` naming file and key.
+
+    """
+    from nomade.analytics.config import AnalyticsConfig
+
+    if path is None:
+        return AnalyticsConfig(), Check("config.analytics", "skip", "no --config file given: checking the defaults")
+    try:
+        text = Path(path).read_text()
+    except OSError as exc:
+        return None, Check("config.analytics", "fail", f"{path}: cannot read: {exc.strerror or exc}", True)
+    parts = split_config(text)
+    if "analytics" not in parts:
+        return None, Check("config.analytics", "fail", f"{path} has no [analytics] table", True)
+    from nomade.analytics.config import load_config as load_analytics_file
+
+    with tempfile.TemporaryDirectory(prefix="nomade-syscheck-") as tmp:
+        tmp_path = Path(tmp) / "analytics.toml"
+        tmp_path.write_text(parts["analytics"])
+        try:
+            cfg = load_analytics_file(tmp_path)
+        except ValueError as exc:  # ConfigError
+            return None, Check("config.analytics", "fail", str(exc).replace(str(tmp_path), str(path)), True)
+    summary = f"{cfg.prometheus_url}, {len(cfg.watches)} watch(es), risk {'on' if cfg.risk.enabled else 'off'}"
+    return cfg, Check("config.analytics", "ok", f"{path}: {summary}", True)
+
+
+def check_analytics_extras(env: Environment, risk_enabled: bool = True) -> Check:
+    """The ``ml`` extra's modules (:data:`ANALYTICS_MODULES`) import; names the missing ones.
+
+    Required while the risk engine is enabled; numpy is required in any case (the trend watches use it).
+    """
+    found, missing = [], []
+    for name in ANALYTICS_MODULES:
+        try:
+            mod = env.import_module(name)
+        except Exception as exc:  # noqa: BLE001 - ImportError, or a broken install (missing shared library...)
+            missing.append(f"{name} ({_first_line(str(exc), 80) or type(exc).__name__})")
+            continue
+        found.append(f"{name} {getattr(mod, '__version__', '?')}")
+    if not missing:
+        return Check("analytics.extras", "ok", ", ".join(found), risk_enabled)
+    required = risk_enabled or any(m.startswith("numpy ") for m in missing)
+    need = "the risk scores need them" if risk_enabled else "risk is disabled, but the trend watches need numpy"
+    detail = (
+        f"missing: {', '.join(missing)}: {need}; install torch (CPU build: pip install torch --index-url "
+        "https://download.pytorch.org/whl/cpu), then pip install 'nomade-hpc[ml]'"
+    )
+    return Check("analytics.extras", "fail" if required else "warn", detail, required)
+
+
+ROOT_NOTE = (
+    "root writes anywhere: check as the service's user too, runuser -u nomade -- nomade syscheck --mode analytics"
+)
+
+
+def _is_within(path: Path, root: Path) -> bool:
+    return path == root or root in path.parents
+
+
+def check_writable_dir(env: Environment, name: str, directory: Path, required: bool = True) -> Check:
+    """``directory`` exists and is writable by the effective user, or can be created by it.
+
+    A missing directory under :data:`SERVICE_STATE_DIR` is a warning (systemd creates it for the service); a
+    writable one outside it is a warning too (``ProtectSystem=strict``: the service may write there only when
+    the path is added to the unit's ``ReadWritePaths=``). A success as root says so: root writes anywhere, the
+    service runs as ``nomade``.
+    """
+    euid = env.euid()
+    me = user_label(euid)
+    as_root = f" ({ROOT_NOTE})" if euid == 0 else ""
+    directory = Path(directory)
+    outside = (
+        ""
+        if _is_within(directory, SERVICE_STATE_DIR)
+        else (
+            f"; it is outside {SERVICE_STATE_DIR}: add it to ReadWritePaths= of nomade-analytics.service "
+            "(ProtectSystem=strict)"
+        )
+    )
+    rw = os.W_OK | os.X_OK
+    if directory.exists():
+        if not directory.is_dir():
+            return Check(name, "fail", f"{directory} exists and is not a directory", required)
+        if env.access(directory, rw):
+            detail = f"{directory} writable by {me}{as_root}{outside}"
+            return Check(name, "warn" if outside else "ok", detail, required)
+        return Check(name, "fail", f"{directory} not writable by {me} (run the check as the service's user)", required)
+    parent = directory.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if parent.is_dir() and env.access(parent, rw):
+        detail = (
+            f"{directory} does not exist yet; {parent} is writable by {me}{as_root}, the service creates it{outside}"
+        )
+        return Check(name, "warn" if outside else "ok", detail, required)
+    if _is_within(directory, SERVICE_STATE_DIR):
+        detail = (
+            f"{directory} does not exist yet and {parent} is not writable by {me}: systemd creates {SERVICE_STATE_DIR}"
+            f" (StateDirectory=) when nomade-analytics starts; to check now: install -d -o nomade -g nomade -m 0750 "
+            f"{SERVICE_STATE_DIR}"
+        )
+        return Check(name, "warn", detail, required)
+    return Check(name, "fail", f"{directory} does not exist and {parent} is not writable by {me}", required)
+
+
+def analytics_checks(
+    env: Environment, *, prometheus: str | None, config: Path | None, timeout: float = DEFAULT_TIMEOUT
+) -> list[Check]:
+    """The ``--mode analytics`` checks, in order: python, extras, prometheus, config.analytics, store, model_dir."""
+    cfg, cfg_check = load_analytics(config)
+    risk_on = cfg.risk.enabled if cfg is not None else True
+    checks = [check_python(env), check_analytics_extras(env, risk_on)]
+    from nomade.analytics.config import DEFAULT_PROMETHEUS_URL
+
+    url = prometheus or (cfg.prometheus_url if cfg is not None else DEFAULT_PROMETHEUS_URL)
+    bearer: str | None = None
+    verify: bool | str = True
+    if cfg is not None:
+        if cfg.basic_auth is not None and urllib.parse.urlsplit(url).username is None:
+            user, password = (urllib.parse.quote(x, safe="") for x in cfg.basic_auth)
+            parts = urllib.parse.urlsplit(url)
+            url = urllib.parse.urlunsplit(parts._replace(netloc=f"{user}:{password}@{parts.netloc}"))
+        verify = cfg.verify()
+        try:
+            bearer = cfg.bearer_token()
+        except ValueError as exc:  # ConfigError: unreadable or empty token file
+            checks.append(Check("prometheus", "fail", str(exc), True))
+            url = ""
+    if url:
+        checks.append(check_prometheus(env, url, timeout, bearer_token=bearer, verify=verify))
+    checks.append(cfg_check)
+    if cfg is None:
+        why = "the configuration did not load"
+        checks += [Check(n, "skip", why) for n in ("analytics.store", "analytics.model_dir")]
+    elif not risk_on:
+        why = "[analytics.risk] enabled = false"
+        checks += [Check(n, "skip", why) for n in ("analytics.store", "analytics.model_dir")]
+    else:
+        checks.append(check_writable_dir(env, "analytics.store", cfg.risk.store.parent))
+        checks.append(check_writable_dir(env, "analytics.model_dir", cfg.risk.model_dir))
+    return checks
+
+
 def run_checks(
     env: Environment | None = None,
     *,
@@ -417,7 +717,8 @@ def run_checks(
 
     Args:
         env: the machine (default: the real one).
-        mode: ``node``, ``controller`` or ``all``: what this machine runs (SLURM checks are optional on nodes).
+        mode: ``node``, ``controller``, ``all`` or ``analytics``: what this machine runs (SLURM checks are skipped
+            on nodes; ``analytics`` runs only :func:`analytics_checks`).
         prometheus: Prometheus base URL to probe, or ``None`` (skip).
         config: configuration file to parse, or ``None`` (skip).
         timeout: seconds per command or request.
@@ -429,6 +730,8 @@ def run_checks(
     if mode not in MODES:
         raise ValueError(f"mode must be one of {', '.join(MODES)}")
     env = env or Environment()
+    if mode == "analytics":
+        return analytics_checks(env, prometheus=prometheus, config=config, timeout=timeout)
     checks = [check_python(env)]
     checks += check_slurm(env, mode, timeout)
     checks.append(check_sysstat(env))
@@ -483,7 +786,8 @@ def add_options(p: argparse.ArgumentParser) -> None:
         "--mode",
         choices=MODES,
         default="all",
-        help="what this machine runs: node (SLURM commands optional), controller or all (default)",
+        help="what this machine runs: node (no SLURM check), controller, all (default) or analytics (the "
+        "nomade-analytics host: ml extras, Prometheus, analytics configuration, writable state directories)",
     )
     p.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, metavar="SECONDS", help="per command/request")
 

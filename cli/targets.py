@@ -21,7 +21,8 @@ and the union of partitions. Nodes in state ``FUTURE`` (declared, not yet existi
 node name, so the output is byte-stable for a given node list.
 
 The file is written atomically (temporary file in the same directory, fsync, :func:`os.replace`), so Prometheus,
-which re-reads file_sd files on change, never sees half a list; an unchanged list is not rewritten.
+which re-reads file_sd files on change, never sees half a list; an unchanged list is not rewritten. Missing parent
+directories of ``--out`` are created with mode 0755.
 """
 
 from __future__ import annotations
@@ -155,14 +156,50 @@ def render_file_sd(targets: Sequence[Target], labels: dict[str, str] | None = No
     return json.dumps(groups, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
 
 
+def make_parents(directory: Path, mode: int = 0o755) -> list[Path]:
+    """Create ``directory`` and its missing ancestors, each with exactly ``mode`` (default 0755).
+
+    :meth:`pathlib.Path.mkdir` with ``parents=True`` gives the intermediate directories the umask's mode and only
+    the last one ``mode & ~umask``; here every directory created is ``chmod``-ed to ``mode`` (Prometheus, running as
+    its own user, must be able to traverse ``/etc/prometheus/file_sd``). Existing directories are left untouched.
+
+    Returns:
+        the directories created, outermost first (empty when ``directory`` already existed).
+
+    Raises:
+        OSError: a directory cannot be created (permission denied, a path component is a file, ...).
+
+    """
+    directory = Path(directory)
+    missing: list[Path] = []
+    d = directory
+    while not d.exists() and d != d.parent:
+        missing.append(d)
+        d = d.parent
+    created = []
+    for d in reversed(missing):
+        try:
+            d.mkdir(mode)
+        except FileExistsError:  # made concurrently (another nomade targets run): fine if it is a directory
+            if not d.is_dir():
+                raise
+            continue
+        os.chmod(d, mode)
+        created.append(d)
+    return created
+
+
 def write_atomic(path: Path, text: str) -> bool:
     """Write ``text`` to ``path`` through a temporary file and :func:`os.replace` (mode 0644).
+
+    Missing parent directories are created first, mode 0755 (:func:`make_parents`), so
+    ``--out /etc/prometheus/file_sd/nomade.json`` works on a fresh Prometheus host.
 
     Returns:
         ``False`` when ``path`` already held exactly ``text`` (nothing written), else ``True``.
 
     Raises:
-        OSError: the directory is not writable.
+        OSError: the directory cannot be created or is not writable.
 
     """
     path = Path(path)
@@ -171,6 +208,7 @@ def write_atomic(path: Path, text: str) -> bool:
             return False
     except (OSError, UnicodeDecodeError):
         pass
+    make_parents(path.parent)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:

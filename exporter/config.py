@@ -14,7 +14,8 @@ File layout (every key optional; ``deploy/nomade.toml.example`` documents them a
     pseudonymize_key_file = "/etc/nomade/pseudonym.key"   # the HMAC key, >= 16 bytes, read from this file only
 
     [collector.<name>]
-    enabled = true                       # overridden by --collector.<name> / --no-collector.<name>
+    # enabled = true                     # unset: the mode decides; true/false force it (flags
+                                         # --collector.<name> / --no-collector.<name> override both)
     # ... collector-specific keys, documented on each collector class
 """
 

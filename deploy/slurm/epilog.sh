@@ -10,9 +10,19 @@ PATH=/usr/bin:/bin:/usr/sbin:/sbin
 export PATH
 trap 'exit 0' HUP INT TERM
 
-# The settings and logging helpers; a hook without its library still exits 0 (and does nothing).
+# The settings and logging helpers, from this script's own directory. A hook without its library still exits 0
+# (a failing hook drains the node) and does nothing else, but first says so in syslog (tag nomade-epilog, unless
+# NOMADE_HOOK_SYSLOG=0 in the environment; the configuration file cannot be read without the library).
+hook_dir="${BASH_SOURCE[0]%/*}"
+[ "$hook_dir" != "${BASH_SOURCE[0]}" ] || hook_dir=.
 # shellcheck source=SCRIPTDIR/nomade-hook-lib.sh
-. "${BASH_SOURCE[0]%/*}/nomade-hook-lib.sh" 2>/dev/null || exit 0
+if ! . "$hook_dir/nomade-hook-lib.sh" 2>/dev/null; then
+    if [ "${NOMADE_HOOK_SYSLOG:-1}" != 0 ] && command -v logger >/dev/null 2>&1; then
+        msg="epilog: cannot load $hook_dir/nomade-hook-lib.sh (missing or unreadable; install it next to epilog.sh)"
+        logger -t nomade-epilog -p user.err -- "$msg: nothing done" >/dev/null 2>&1 || true
+    fi
+    exit 0
+fi
 
 job="${SLURM_JOB_ID:-}"
 case "$job" in

@@ -105,7 +105,37 @@ def test_exporter_part_loads_with_the_defaults(tmp_path):
     assert got.state_dir == Path("/var/lib/nomade")  # the documented default when run as root (the services)
     classes = collector_classes()
     assert list(got.collectors) == list(classes)  # one section per collector, in COLLECTOR_MODULES order
-    assert got.enabled == {name: cls.default_enabled for name, cls in classes.items()}
+    # `enabled` is left to the mode (commented out) in every default-on table; an explicit value would force the
+    # collector in every mode (controller collectors on compute nodes). Only the opt-in collectors, which a table
+    # with settings would switch on, keep an explicit `enabled = false` (their default).
+    assert got.enabled == {name: False for name, cls in classes.items() if not cls.default_enabled}
+    assert set(got.enabled) == {"licenses", "quota", "reachability"}
+
+
+@pytest.mark.parametrize("mode", ["node", "controller", "all"])
+def test_exporter_part_chooses_the_same_collectors_as_no_file(tmp_path, mode):
+    """Copying the example's exporter tables changes nothing: each mode runs the same collectors as without a file."""
+    from nomade.exporter.cli import _wanted
+
+    got = load_part(tmp_path, "exporter", exporter_config.load_config)
+    got.mode = mode
+    default = exporter_config.load_config(None)
+    default.mode = mode
+    classes = collector_classes()
+    chosen = {name for name, cls in classes.items() if _wanted(cls, got)}
+    assert chosen == {name for name, cls in classes.items() if _wanted(cls, default)}
+    if mode == "node":  # no controller collector (squeue, sacct, sshare...) on a compute node
+        assert chosen and all(classes[name].mode == "node" for name in chosen)
+
+
+def test_example_leaves_enabled_commented_in_default_on_tables():
+    text = example_text()
+    for name, cls in collector_classes().items():
+        table = text.split(f"[collector.{name}]\n", 1)[1].split("\n[", 1)[0]
+        if cls.default_enabled:
+            assert "\n# enabled = " in "\n" + table and "\nenabled" not in "\n" + table, name
+        else:
+            assert "\nenabled = false" in "\n" + table, name
 
 
 def test_collector_values_are_the_code_defaults():

@@ -801,3 +801,66 @@ def test_with_the_real_risk_pipeline(tmp_path):
     assert {lab["job_id"] for lab in labels_of(eng, "nomade_job_risk_neighbours")} == high
     features = set(meta["features"]) | {"partition"}
     assert {lab["feature"] for lab in labels_of(eng, "nomade_job_risk_driver")} <= features
+
+
+def test_store_opened_in_the_cycle_thread_is_closed_from_the_main_thread_without_warning(tmp_path, caplog):
+    """SIGTERM path of ``nomade-analytics``: the cycle thread opened the store, the main thread calls close()."""
+    import logging
+    import sqlite3
+
+    fin = finished_jobs(50)
+    now = float(fin["end_time"].max()) + 60
+    eng = make_engine(tmp_path, FakeHarvest(fin, active_jobs([("a1", "u5", "PENDING")], now)), clock=Clock(now))
+    cycle = threading.Thread(target=eng.run_cycle, args=(now,), name="analytics")
+    cycle.start()
+    cycle.join(30)
+    assert not cycle.is_alive() and eng.error_counts() == {}
+    store = eng._store
+    assert store is not None  # opened by the cycle thread
+    with caplog.at_level(logging.DEBUG, logger="nomade.analytics"):
+        eng.close()
+        eng.close()  # a second close is a no-op
+    assert [r for r in caplog.records if r.levelno >= logging.WARNING] == []
+    assert eng._store is None
+    with pytest.raises(sqlite3.ProgrammingError, match="closed"):
+        store.count()
+    with JobsStore(tmp_path / "jobs.sqlite") as st:  # what the cycle wrote is on disk
+        assert st.count() == 50 and float(st.get_meta(WATERMARK_KEY)) == now
+
+
+def test_jobs_store_shared_between_threads_serialises_every_use(tmp_path):
+    """Writers and readers in several threads on one store opened elsewhere: no error, every row written."""
+    opened: list[JobsStore] = []
+    opener = threading.Thread(target=lambda: opened.append(JobsStore(tmp_path / "jobs.sqlite")))
+    opener.start()
+    opener.join(30)
+    store = opened[0]
+    errors: list[BaseException] = []
+    counts: list[int] = []
+
+    def writer(k: int) -> None:
+        try:
+            for i in range(5):
+                store.upsert(finished_jobs(20, id0=10_000 * (k + 1) + 100 * i, seed=k), cluster="c")
+                store.set_meta(f"w{k}", i)
+        except BaseException as exc:  # noqa: BLE001 - collected and asserted below
+            errors.append(exc)
+
+    def reader() -> None:
+        try:
+            for _ in range(10):
+                counts.append(len(store.load()))
+        except BaseException as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    threads = [threading.Thread(target=writer, args=(k,)) for k in range(4)]
+    threads += [threading.Thread(target=reader) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert errors == []
+    assert store.count() == 4 * 5 * 20
+    assert [store.get_meta(f"w{k}") for k in range(4)] == ["4", "4", "4", "4"]
+    assert all(0 <= c <= 400 and c % 20 == 0 for c in counts)  # a reader sees whole upserts only
+    store.close()

@@ -315,3 +315,57 @@ def test_hook_without_its_library_exits_zero_and_does_nothing(script: Path, tmp_
     proc = subprocess.run(["bash", str(alone)], env=env, capture_output=True, text=True, timeout=30)
     assert proc.returncode == 0
     assert not gpu_dir.exists()
+
+
+def _fake_logger_env(record: Path, **extra: str) -> dict[str, str]:
+    """Environment whose ``logger`` records its arguments (one per line) in ``record``.
+
+    The hooks pin ``PATH=/usr/bin:/bin:/usr/sbin:/sbin`` (a root hook must not trust an inherited PATH), so a fake
+    executable on the caller's PATH would never be reached; an exported bash function named ``logger`` is, and
+    ``command -v logger`` finds it as it would find /usr/bin/logger.
+    """
+    env = {"PATH": "/usr/bin:/bin", "SLURM_JOB_ID": "77", "SLURM_JOB_GPUS": "0"}
+    env["BASH_FUNC_logger%%"] = f"() {{ printf '%s\\n' \"$@\" >> '{record}'; }}"
+    env.update(extra)
+    return env
+
+
+@pytest.mark.parametrize("script", [PROLOG, EPILOG], ids=["prolog", "epilog"])
+def test_hook_without_its_library_logs_one_syslog_line(script: Path, tmp_path: Path) -> None:
+    alone = tmp_path / "hooks" / script.name
+    alone.parent.mkdir()
+    shutil.copy(script, alone)
+    record = tmp_path / "logger-args"
+    gpu_dir = tmp_path / "gpu-jobs"
+    env = _fake_logger_env(record, NOMADE_GPU_JOB_DIR=str(gpu_dir))
+    proc = subprocess.run(["bash", str(alone)], env=env, capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 0 and proc.stdout == "" and proc.stderr == ""
+    name = script.stem  # prolog / epilog
+    assert record.read_text().splitlines() == [
+        "-t",
+        f"nomade-{name}",
+        "-p",
+        "user.err",
+        "--",
+        f"{name}: cannot load {alone.parent}/nomade-hook-lib.sh (missing or unreadable; install it next to "
+        f"{name}.sh): nothing done",
+    ]
+    assert not gpu_dir.exists()  # and nothing else was done
+
+
+@pytest.mark.parametrize("script", [PROLOG, EPILOG], ids=["prolog", "epilog"])
+def test_hook_without_its_library_syslog_off(script: Path, tmp_path: Path) -> None:
+    alone = tmp_path / script.name
+    shutil.copy(script, alone)
+    record = tmp_path / "logger-args"
+    env = _fake_logger_env(record, NOMADE_HOOK_SYSLOG="0")
+    proc = subprocess.run(["bash", str(alone)], env=env, capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 0 and proc.stderr == "" and not record.exists()
+
+
+def test_hook_with_its_library_does_not_log_the_missing_library(tmp_path: Path) -> None:
+    record = tmp_path / "logger-args"
+    env = _fake_logger_env(record, NOMADE_GPU_JOB_DIR=str(tmp_path / "gpu-jobs"), NOMADE_HOOKS_CONF="/nonexistent")
+    proc = subprocess.run([BASH, str(EPILOG)], env=env, capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 0
+    assert record.read_text().splitlines() == ["-t", "nomade", "-p", "user.info", "--", "job 77 user ? ended"]

@@ -33,10 +33,15 @@ MOUNTINFO = (
 )
 
 
+OWNERS = {1: 0, 733: 0, 4242: 1000}
+"""pid -> owner uid of the fake /proc: init and a daemon owned by root, a job process owned by uid 1000."""
+
+
 def proc_tree(root: Path, *, pressure: bool = True, pid_io: bool = True, missing: tuple[str, ...] = ()) -> Path:
     proc = root / "proc"
     (proc / "self").mkdir(parents=True)
-    (proc / "1").mkdir()
+    for pid in OWNERS:
+        (proc / str(pid)).mkdir()
     for name in ("stat", "meminfo", "diskstats"):
         if name not in missing:
             (proc / name).write_text("x\n")
@@ -46,19 +51,27 @@ def proc_tree(root: Path, *, pressure: bool = True, pid_io: bool = True, missing
         for n in ("cpu", "memory", "io"):
             (proc / "pressure" / n).write_text("some avg10=0.00 avg60=0.00 avg300=0.00 total=0\n")
     if pid_io:
-        (proc / "1/io").write_text("rchar: 1\n")
+        for pid in OWNERS:
+            (proc / str(pid) / "io").write_text("rchar: 1\n")
     (root / "sys/fs/cgroup").mkdir(parents=True)
     return proc
 
 
-def make_env(tmp_path: Path, outputs=None, on_path=None, http=None, **tree) -> Environment:
+def make_env(tmp_path: Path, outputs=None, on_path=None, http=None, euid=0, owners=None, **tree) -> Environment:
     outputs = dict(SLURM_OK if outputs is None else outputs)
     on_path = set(on_path if on_path is not None else ("sinfo", "squeue", "scontrol", "sacct", "nvidia-smi", "iostat"))
 
-    def http_get(url: str, timeout: float) -> tuple[int, str]:
+    def http_get(url: str, timeout: float, **kw) -> tuple[int, str]:
         if http is None:
             raise OSError("connection refused")
-        return http(url, timeout)
+        return http(url, timeout, **kw) if kw else http(url, timeout)
+
+    owner_of = dict(OWNERS if owners is None else owners)
+
+    def owner_uid(path: Path) -> int:
+        if int(path.name) not in owner_of:
+            raise FileNotFoundError(2, "No such file or directory")
+        return owner_of[int(path.name)]
 
     return Environment(
         runner=MappedRunner(outputs),
@@ -69,6 +82,8 @@ def make_env(tmp_path: Path, outputs=None, on_path=None, http=None, **tree) -> E
         clock=lambda: NOW,
         version_info=(3, 11, 7),
         nvml_importable=lambda: False,
+        euid=lambda: euid,
+        owner_uid=owner_uid,
     )
 
 
@@ -126,10 +141,24 @@ def test_slurm_missing_is_fatal_on_controller_but_warning_on_node(tmp_path):
         "slurm.sacct": ("fail", True),
     }
     assert controller["slurm.sinfo"].detail == "sinfo not found on PATH"
-    node = syscheck.check_slurm(env, "node")
-    assert {c.status for c in node} == {"warn"} and not any(c.required for c in node)
-    assert syscheck.exit_status(node) == 0
     assert env.runner.calls == []  # nothing run when the command is not on PATH
+
+
+def test_node_mode_runs_no_slurm_command(tmp_path):
+    env = make_env(tmp_path)  # SLURM answering: still not run on a node
+    node = syscheck.check_slurm(env, "node")
+    assert [(c.name, c.status, c.required) for c in node] == [
+        ("slurm.sinfo", "skip", False),
+        ("slurm.squeue", "skip", False),
+        ("slurm.scontrol", "skip", False),
+        ("slurm.sacct", "skip", False),
+    ]
+    assert node[0].detail.startswith("not checked in node mode")
+    assert syscheck.exit_status(node) == 0
+    assert env.runner.calls == []
+    checks = syscheck.run_checks(env, mode="node")
+    assert not any(c.status == "warn" for c in checks if c.name.startswith("slurm."))
+    assert [call for call in env.runner.calls if call[0] != "nvidia-smi"] == []
 
 
 def test_sacct_without_slurmdbd(tmp_path):
@@ -185,8 +214,45 @@ def test_proc_checks(tmp_path):
     assert got["proc"].status == "fail" and got["proc"].required
     assert got["proc"].detail.startswith("diskstats: No such file")
     assert got["proc.pressure"].status == "warn" and not got["proc.pressure"].required
-    assert got["proc.pid_io"].status == "warn" and "CAP_DAC_READ_SEARCH" in got["proc.pid_io"].detail
     assert got["sys"].status == "ok"
+
+
+def test_pid_io_probes_another_users_process_not_pid_1(tmp_path):
+    import pwd
+
+    root_name = pwd.getpwuid(0).pw_name
+    env = make_env(tmp_path)  # running as root (euid 0): pid 4242 (uid 1000) is the first one of another user
+    c = syscheck.check_pid_io(env)
+    assert c.status == "ok" and not c.required
+    assert c.detail.startswith(f"{env.proc_root}/4242/io (owner ") and f"readable as {root_name} (uid 0)" in c.detail
+    # the exporter's user: root's processes are the other users' ones, pid 1 first
+    seen = []
+
+    def denied(path):
+        seen.append(path)
+        return PermissionError(13, "Permission denied")
+
+    env = make_env(tmp_path / "b", euid=1000)
+    env.open_error = denied
+    c = syscheck.check_pid_io(env)
+    assert seen == [env.proc_root / "1/io"]
+    assert c.status == "warn"
+    assert "/1/io (owner " + root_name + " (uid 0)) not readable as " in c.detail
+    assert "(uid 1000): Permission denied: job_io needs root or CAP_SYS_PTRACE+CAP_DAC_READ_SEARCH" in c.detail
+
+
+def test_pid_io_skips_exited_processes_and_says_when_it_cannot_check(tmp_path):
+    env = make_env(tmp_path, pid_io=False, owners={1: 0, 733: 5, 4242: 1000})
+    (env.proc_root / "4242/io").write_text("rchar: 1\n")  # pid 733 exited between the scan and the read
+    c = syscheck.check_pid_io(env)
+    assert c.status == "ok"
+    assert c.detail.startswith(f"{env.proc_root}/4242/io (owner {syscheck.user_label(1000)}) readable as ")
+    env = make_env(tmp_path / "b", owners={1: 0, 733: 0, 4242: 0})  # a container where everything is root's
+    c = syscheck.check_pid_io(env)
+    assert c.status == "skip" and not c.required
+    assert c.detail.startswith("no process of another user than ")
+    assert "the check could not be made" in c.detail
+    assert c.detail.endswith("job_io needs root or CAP_SYS_PTRACE+CAP_DAC_READ_SEARCH")
 
 
 def test_prometheus_check(tmp_path):
@@ -248,7 +314,7 @@ def test_json_and_text_output_and_exit_code_through_main(tmp_path, capsys, monke
     rc = cli_main.main(["syscheck", "--mode", "node"])
     text = capsys.readouterr().out
     assert rc == 0
-    assert "WARN slurm.sinfo" in text and text.rstrip().endswith("warning(s).")
+    assert "--   slurm.sinfo" in text and "WARN slurm" not in text
 
 
 def test_bad_mode_rejected():
@@ -289,3 +355,194 @@ def test_real_http_get_sends_url_credentials_as_basic_auth():
         server.server_close()
     assert c == Check("prometheus", "ok", f"http://127.0.0.1:{port} is ready", True)
     assert seen == {"path": "/-/ready", "auth": "Basic " + base64.b64encode(b"admin:s@cret").decode()}
+
+
+# -- --mode analytics -----------------------------------------------------------------------------------------------
+
+
+class FakeModule:
+    def __init__(self, version: str) -> None:
+        self.__version__ = version
+
+
+def fake_import(missing: dict[str, str] | None = None):
+    """import_module stand-in: every analytics module imports (version 1.0) but those of ``missing`` (-> message)."""
+    missing = missing or {}
+
+    def import_module(name: str) -> FakeModule:
+        if name in missing:
+            raise ImportError(missing[name])
+        return FakeModule("1.0")
+
+    return import_module
+
+
+def analytics_env(tmp_path: Path, *, missing=None, http=None, writable=True, seen=None) -> Environment:
+    def record(url, timeout, **kw):
+        if seen is not None:
+            seen.append((url, timeout, kw))
+        return (200, "Prometheus Server is Ready.\n") if http is None else http(url, timeout, **kw)
+
+    env = make_env(tmp_path / "machine", http=record)
+    env.import_module = fake_import(missing)
+    env.access = lambda path, mode: writable
+    return env
+
+
+def analytics_config(tmp_path: Path, extra: str = "") -> Path:
+    cfg = tmp_path / "analytics.toml"
+    state = tmp_path / "state"
+    cfg.write_text(
+        f'[analytics]\nprometheus_url = "http://prom:9090"\n{extra}\n'
+        f'[analytics.risk]\nstore = "{state}/jobs.sqlite"\nmodel_dir = "{state}/models"\n'
+    )
+    return cfg
+
+
+def test_analytics_mode_checks_the_analytics_host_only(tmp_path, monkeypatch):
+    monkeypatch.setattr(syscheck, "SERVICE_STATE_DIR", tmp_path / "state")
+    (tmp_path / "state").mkdir()
+    seen = []
+    env = analytics_env(tmp_path, seen=seen)
+    checks = syscheck.run_checks(env, mode="analytics", config=analytics_config(tmp_path), timeout=3.0)
+    assert [(c.name, c.status, c.required) for c in checks] == [
+        ("python", "ok", True),
+        ("analytics.extras", "ok", True),
+        ("prometheus", "ok", True),
+        ("config.analytics", "ok", True),
+        ("analytics.store", "ok", True),
+        ("analytics.model_dir", "ok", True),
+    ]
+    got = by_name(checks)
+    assert got["analytics.extras"].detail == "numpy 1.0, pandas 1.0, sklearn 1.0, torch 1.0, torch_geometric 1.0"
+    assert seen == [("http://prom:9090/-/ready", 3.0, {})]  # the configuration's prometheus_url, no auth
+    assert got["config.analytics"].detail.startswith(f"{tmp_path}/analytics.toml: http://prom:9090, ")
+    note = (
+        "(root writes anywhere: check as the service's user too, runuser -u nomade -- nomade syscheck --mode analytics)"
+    )
+    assert got["analytics.store"].detail == f"{tmp_path}/state writable by root (uid 0) {note}"
+    assert got["analytics.model_dir"].detail == (
+        f"{tmp_path}/state/models does not exist yet; {tmp_path}/state is writable by root (uid 0) {note}, the "
+        "service creates it"
+    )
+    assert env.runner.calls == []  # no SLURM command, no nvidia-smi
+    assert syscheck.exit_status(checks) == 0
+
+
+def test_analytics_extras_name_what_is_missing(tmp_path):
+    env = analytics_env(
+        tmp_path, missing={"torch": "No module named 'torch'", "torch_geometric": "No module named 'torch'"}
+    )
+    c = syscheck.check_analytics_extras(env, risk_enabled=True)
+    assert (c.status, c.required) == ("fail", True)
+    assert c.detail.startswith(
+        "missing: torch (No module named 'torch'), torch_geometric (No module named 'torch'): "
+        "the risk scores need them;"
+    )
+    assert "nomade-hpc[ml]" in c.detail
+    off = syscheck.check_analytics_extras(env, risk_enabled=False)  # the trend watches alone do not need torch
+    assert (off.status, off.required) == ("warn", False)
+    env = analytics_env(tmp_path / "b", missing={"numpy": "No module named 'numpy'"})
+    no_numpy = syscheck.check_analytics_extras(env, risk_enabled=False)
+    assert (no_numpy.status, no_numpy.required) == ("fail", True)
+    assert no_numpy.detail.startswith("missing: numpy (No module named 'numpy'): risk is disabled, but")
+
+
+def test_analytics_prometheus_uses_the_configured_auth_and_tls(tmp_path):
+    token = tmp_path / "token"
+    token.write_text("t0ken\n")
+    ca = tmp_path / "ca.pem"
+    seen = []
+    env = analytics_env(tmp_path, seen=seen)
+    cfg = analytics_config(tmp_path, f'bearer_token_file = "{token}"\nca_file = "{ca}"\n')
+    got = by_name(syscheck.run_checks(env, mode="analytics", config=cfg))
+    assert seen == [
+        ("http://prom:9090/-/ready", 5.0, {"headers": {"Authorization": "Bearer t0ken"}, "verify": str(ca)})
+    ]
+    assert got["prometheus"].status == "ok"
+    seen.clear()
+    cfg = analytics_config(tmp_path, '[analytics.basic_auth]\nusername = "nomade"\npassword = "s3:cret"\n')
+    got = by_name(syscheck.run_checks(env, mode="analytics", config=cfg, prometheus="https://prom.example/"))
+    assert seen == [("https://nomade:s3%3Acret@prom.example/-/ready", 5.0, {})]  # --prometheus wins, auth kept
+    assert got["prometheus"].detail == "https://prom.example is ready" and "s3" not in got["prometheus"].detail
+
+
+def test_analytics_without_config_checks_the_defaults(tmp_path):
+    seen = []
+    env = analytics_env(tmp_path, seen=seen, writable=False)
+    got = by_name(syscheck.run_checks(env, mode="analytics"))
+    assert seen[0][0] == "http://127.0.0.1:9090/-/ready"
+    assert got["config.analytics"].status == "skip"
+    # the built-in store and registry paths, under the unit's StateDirectory
+    assert got["analytics.store"].detail.startswith("/var/lib/nomade/analytics ")
+    assert got["analytics.model_dir"].detail.startswith("/var/lib/nomade/analytics/models ")
+
+
+def test_analytics_bad_config_and_risk_disabled(tmp_path, capsys):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[analytics]\nretries = -1\n")
+    env = analytics_env(tmp_path)
+    checks = syscheck.run_checks(env, mode="analytics", config=bad)
+    got = by_name(checks)
+    assert got["config.analytics"].detail == f"{bad}: analytics.retries must be an integer >= 0"
+    assert got["prometheus"].status == "ok"  # the default URL is still probed
+    assert got["analytics.store"].status == "skip" and syscheck.exit_status(checks) == 1
+    off = tmp_path / "off.toml"
+    off.write_text("[analytics.risk]\nenabled = false\n")
+    env = analytics_env(tmp_path / "b", missing={"torch": "No module named 'torch'"})
+    got = by_name(syscheck.run_checks(env, mode="analytics", config=off))
+    assert got["analytics.extras"].status == "warn"
+    assert got["analytics.model_dir"] == Check("analytics.model_dir", "skip", "[analytics.risk] enabled = false")
+    exporter_only = tmp_path / "exporter.toml"
+    exporter_only.write_text("[exporter]\nmode = 'node'\n")
+    got = by_name(syscheck.run_checks(env, mode="analytics", config=exporter_only))
+    assert got["config.analytics"].detail == f"{exporter_only} has no [analytics] table"
+
+
+def test_writable_dir_checks(tmp_path, monkeypatch):
+    monkeypatch.setattr(syscheck, "SERVICE_STATE_DIR", tmp_path / "svc")
+    env = make_env(tmp_path / "m", euid=0)
+    env.access = lambda path, mode: False
+    (tmp_path / "svc").mkdir()
+    c = syscheck.check_writable_dir(env, "analytics.store", tmp_path / "svc")
+    assert (c.status, c.required) == ("fail", True)
+    assert c.detail == f"{tmp_path}/svc not writable by root (uid 0) (run the check as the service's user)"
+    c = syscheck.check_writable_dir(env, "analytics.model_dir", tmp_path / "elsewhere/models")
+    assert (
+        c.status == "fail"
+        and c.detail == f"{tmp_path}/elsewhere/models does not exist and {tmp_path} is not writable by root (uid 0)"
+    )
+    env.access = lambda path, mode: True
+    c = syscheck.check_writable_dir(env, "analytics.model_dir", tmp_path / "elsewhere/models")
+    assert c.status == "warn" and "add it to ReadWritePaths= of nomade-analytics.service" in c.detail
+    env.euid = lambda: 4321  # the service's user: no root note
+    (tmp_path / "svc/models").mkdir()
+    c = syscheck.check_writable_dir(env, "analytics.model_dir", tmp_path / "svc/models")
+    assert c == Check(
+        "analytics.model_dir", "ok", f"{tmp_path}/svc/models writable by {syscheck.user_label(4321)}", True
+    )
+    (tmp_path / "svc/models").rmdir()
+    env.euid = lambda: 0
+    # missing under the unit's StateDirectory, parent not writable: systemd will create it, so only a warning
+    env.access = lambda path, mode: False
+    c = syscheck.check_writable_dir(env, "analytics.model_dir", tmp_path / "svc/models")
+    assert (c.status, c.required) == ("warn", True)
+    assert c.detail.startswith(f"{tmp_path}/svc/models does not exist yet and {tmp_path}/svc is not writable by root")
+    assert c.detail.endswith(f"install -d -o nomade -g nomade -m 0750 {tmp_path}/svc")
+    env.access = lambda path, mode: True
+    (tmp_path / "afile").write_text("")
+    c = syscheck.check_writable_dir(env, "analytics.store", tmp_path / "afile")
+    assert c.status == "fail" and c.detail.endswith("exists and is not a directory")
+
+
+def test_analytics_mode_through_main(tmp_path, capsys, monkeypatch):
+    env = analytics_env(tmp_path)
+    real = syscheck.run_checks
+    monkeypatch.setattr(syscheck, "run_checks", lambda e=None, **kw: real(env, **kw))
+    rc = cli_main.main(
+        ["syscheck", "--mode", "analytics", "--format", "json", "--config", str(analytics_config(tmp_path))]
+    )
+    doc = json.loads(capsys.readouterr().out)
+    assert [c["name"] for c in doc["checks"]][:3] == ["python", "analytics.extras", "prometheus"]
+    assert not any(c["name"].startswith(("slurm.", "proc", "gpu", "nfs")) for c in doc["checks"])
+    assert rc == 0 and doc["ok"] is True

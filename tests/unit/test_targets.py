@@ -146,6 +146,39 @@ def run_cli(argv, runner, monkeypatch):
     return cli_main.main(["targets", *argv])
 
 
+def test_write_atomic_creates_missing_parents_0755(tmp_path, monkeypatch):
+    old_umask = os.umask(0o077)  # a restrictive root umask must not leave Prometheus unable to enter the directory
+    try:
+        out = tmp_path / "etc/prometheus/file_sd/nomade.json"
+        assert targets.write_atomic(out, "[1]\n") is True
+    finally:
+        os.umask(old_umask)
+    assert out.read_text() == "[1]\n" and oct(out.stat().st_mode & 0o777) == "0o644"
+    for d in (tmp_path / "etc", tmp_path / "etc/prometheus", tmp_path / "etc/prometheus/file_sd"):
+        assert oct(d.stat().st_mode & 0o777) == "0o755", d
+    assert sorted(p.name for p in out.parent.iterdir()) == ["nomade.json"]
+    # an existing directory keeps its mode
+    (tmp_path / "private").mkdir(mode=0o700)
+    os.chmod(tmp_path / "private", 0o700)
+    assert targets.make_parents(tmp_path / "private/sub") == [tmp_path / "private/sub"]
+    assert oct((tmp_path / "private").stat().st_mode & 0o777) == "0o700"
+    assert targets.make_parents(tmp_path / "private/sub") == []
+
+
+def test_write_atomic_parent_is_a_file(tmp_path):
+    (tmp_path / "file_sd").write_text("not a directory\n")
+    with pytest.raises(OSError):
+        targets.write_atomic(tmp_path / "file_sd/nomade.json", "[1]\n")
+
+
+def test_cli_creates_missing_out_directory(tmp_path, monkeypatch, capsys):
+    runner = MappedRunner({targets.NODES_ARGV: TEXT})
+    out = tmp_path / "file_sd/sub/nomade.json"
+    assert run_cli(["--out", str(out)], runner, monkeypatch) == 0
+    assert isinstance(json.loads(out.read_text()), list) and len(json.loads(out.read_text())) > 0
+    assert f"written to {out}" in capsys.readouterr().out
+
+
 def test_cli_runs_scontrol_and_writes_file(tmp_path, monkeypatch, capsys):
     runner = MappedRunner({targets.NODES_ARGV: TEXT})
     out = tmp_path / "nomade-nodes.json"
