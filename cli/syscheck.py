@@ -15,16 +15,26 @@ Checks, in order:
   ``skip`` in node mode.
 * ``sysstat``: ``iostat``/``mpstat``/``vmstat``/``sar`` on PATH. Optional, information only: NØMADE computes the
   sysstat figures itself from /proc (``diskstats``, ``cpu``, ``memory`` collectors), so "ok" either way.
-* ``gpu``: NVML (``pynvml`` importable) or ``nvidia-smi -L`` answering. Optional (``skip`` without a GPU stack).
-* ``nfs``: NFS mounts listed in ``/proc/self/mountinfo``. Optional (``skip`` when there are none).
+* ``gpu``: ``nvidia-smi -L`` answering, and NVML usable when the ``pynvml`` bindings import: ``nvmlInit()`` then
+  ``nvmlDeviceGetCount()`` (then ``nvmlShutdown()``), because the bindings import without a driver and only
+  ``nvmlInit`` finds out (``NVMLError`` "NVML Shared Library Not Found", "Driver Not Loaded"...; NVML API reference,
+  Initialization and Cleanup). Optional: ``warn`` when NVML cannot be initialised, ``skip`` without a GPU stack.
+  ``skip`` in controller mode (only the node ``gpu`` collector uses it).
+* ``nfs``: NFS mounts listed in ``/proc/self/mountinfo``. Optional (``skip`` when there are none, and in controller
+  mode: the ``nfs`` collector runs on the nodes).
 * ``proc``: ``/proc/stat``, ``/proc/meminfo``, ``/proc/diskstats`` readable. Required (node collectors).
 * ``proc.pressure``: ``/proc/pressure/{cpu,memory,io}`` readable (PSI). Optional: without it (kernel < 4.20 or
   booted without ``psi=1``) the memory collector omits its pressure series.
-* ``proc.pid_io``: ``/proc/<pid>/io`` of a process owned by ANOTHER user than the effective one (the first such
-  pid found in ``/proc``; PID 1 is not used: in a container it may not exist or belong to the host) is readable.
-  Optional: the ``job_io`` collector reads ``/proc/<pid>/io`` of other users' processes, which needs root or
-  CAP_SYS_PTRACE + CAP_DAC_READ_SEARCH (see deploy/systemd/). The detail names the effective user the probe ran
-  as; ``skip`` when no other user's process is visible (the check could not be made).
+* ``proc.pid_io``: can the ``job_io`` collector read ``/proc/<pid>/io`` of other users' processes? That needs root
+  or CAP_SYS_PTRACE + CAP_DAC_READ_SEARCH (proc(5), ``/proc/pid/io``: ptrace access mode
+  PTRACE_MODE_READ_FSCREDS), which deploy/systemd/nomade-exporter-node.service grants the ``nomade`` user as
+  *ambient* capabilities (``AmbientCapabilities=``). The check reads the effective capability set (``CapEff`` of
+  ``/proc/self/status``, a hex mask of capability(7) bit numbers) and names the effective user. ``ok`` when root or
+  both capabilities are effective; then ``/proc/<pid>/io`` of a process owned by another user (the first such pids
+  in ``/proc``) is read as well: a failure despite the capabilities is a ``warn`` with the errno, no such process
+  visible is still ``ok``. Otherwise ``warn``: ``runuser``/``su`` start a shell without the unit's ambient
+  capabilities, so as ``runuser -u nomade`` the warning is expected; ``setpriv`` with ``--ambient-caps`` (the
+  detail gives the command line) checks like the unit. Optional. ``skip`` in controller mode.
 * ``sys``: ``/sys/fs/cgroup`` readable. Optional (``job_usage`` reads job cgroups from there).
 * ``prometheus``: ``GET <url>/-/ready`` answers 200. Required when ``--prometheus`` is given, else ``skip`` (in
   ``analytics`` mode the URL defaults to the configuration's ``prometheus_url`` and is always checked).
@@ -102,6 +112,22 @@ SERVICE_STATE_DIR = Path("/var/lib/nomade/analytics")
 creates it for the service's user, and it is the only path the service may write (``ProtectSystem=strict``)."""
 PID_IO_TRIES = 20
 """Other users' processes tried for ``proc.pid_io`` before giving up (a process may exit between scan and read)."""
+CAP_DAC_READ_SEARCH = 2
+"""Bit number of CAP_DAC_READ_SEARCH in the capability masks of ``/proc/<pid>/status`` (capability(7),
+``linux/capability.h``)."""
+CAP_SYS_PTRACE = 19
+"""Bit number of CAP_SYS_PTRACE (capability(7), ``linux/capability.h``)."""
+JOB_IO_CAPS = {CAP_DAC_READ_SEARCH: "CAP_DAC_READ_SEARCH", CAP_SYS_PTRACE: "CAP_SYS_PTRACE"}
+"""What ``job_io`` needs to read other users' ``/proc/<pid>/io`` without being root (the node unit's
+``AmbientCapabilities=CAP_DAC_READ_SEARCH CAP_SYS_PTRACE``)."""
+SETPRIV_COMMAND = (
+    "setpriv --reuid=nomade --regid=nomade --init-groups --inh-caps=+dac_read_search,+sys_ptrace "
+    "--ambient-caps=+dac_read_search,+sys_ptrace nomade syscheck --mode node"
+)
+"""Runs the check as the node unit does: user ``nomade`` with the unit's ambient capabilities (setpriv(1), from
+util-linux; an ambient capability must also be inheritable, hence ``--inh-caps``)."""
+NODE_ONLY_CHECKS = ("gpu", "nfs", "proc.pid_io")
+"""Checks of what only the node collectors use (``gpu``, ``nfs``, ``job_io``): ``skip`` in controller mode."""
 
 
 class Runner(Protocol):
@@ -164,12 +190,52 @@ def _http_get(
         return exc.code, exc.read(4096).decode("utf-8", "replace") if exc.fp else ""
 
 
-def _nvml_importable() -> bool:
+@dataclass(frozen=True)
+class NvmlStatus:
+    """What the NVML bindings say on this machine.
+
+    Attributes:
+        importable: ``pynvml`` imports (package ``nvidia-ml-py``).
+        gpus: ``nvmlDeviceGetCount()`` after a successful ``nvmlInit()``; ``None`` when not importable or when NVML
+            could not be initialised.
+        error: the ``NVMLError`` message (``"NVML Shared Library Not Found"``: no driver) of ``nvmlInit`` or
+            ``nvmlDeviceGetCount``; ``""`` otherwise.
+
+    """
+
+    importable: bool
+    gpus: int | None = None
+    error: str = ""
+
+
+def probe_nvml() -> NvmlStatus:
+    """Import ``pynvml``; if it imports, ``nvmlInit()``, ``nvmlDeviceGetCount()``, then ``nvmlShutdown()``.
+
+    The bindings are pure Python and import without a driver: only ``nvmlInit`` loads ``libnvidia-ml.so.1`` and
+    raises ``NVMLError`` when it cannot (NVML API reference, "Initialization and Cleanup"; every successful
+    ``nvmlInit`` is paired with an ``nvmlShutdown``).
+    """
     try:
-        import pynvml  # noqa: F401
-    except Exception:  # noqa: BLE001 - any import failure means "no NVML"
-        return False
-    return True
+        import pynvml
+    except Exception:  # noqa: BLE001 - any import failure means "no NVML bindings"
+        return NvmlStatus(False)
+    try:
+        pynvml.nvmlInit()
+    except Exception as exc:  # noqa: BLE001 - NVMLError (or a broken binding): NVML is not usable
+        return NvmlStatus(True, None, _exc_message(exc))
+    try:
+        return NvmlStatus(True, int(pynvml.nvmlDeviceGetCount()))
+    except Exception as exc:  # noqa: BLE001 - NVMLError
+        return NvmlStatus(True, None, _exc_message(exc))
+    finally:
+        try:
+            pynvml.nvmlShutdown()
+        except Exception:  # noqa: BLE001 - nothing to release when the shutdown itself fails
+            pass
+
+
+def _exc_message(exc: BaseException) -> str:
+    return _first_line(str(exc)) or type(exc).__name__
 
 
 @dataclass
@@ -184,7 +250,7 @@ class Environment:
         http_get: ``(url, timeout) -> (status code, body)``; raises :class:`OSError` when unreachable.
         clock: Unix seconds (the sacct window).
         version_info: the interpreter version tuple.
-        nvml_importable: whether the NVML bindings import.
+        nvml: probes the NVML bindings (default :func:`probe_nvml`).
         euid: the effective user id (default :func:`os.geteuid`).
         owner_uid: uid owning a path (default ``Path.stat().st_uid``; ``/proc/<pid>`` is owned by the process's
             user); raises :class:`OSError` when the path is gone.
@@ -201,7 +267,7 @@ class Environment:
     http_get: Callable[[str, float], tuple[int, str]] = _http_get
     clock: Callable[[], float] = time.time
     version_info: tuple[int, ...] = tuple(sys.version_info[:3])
-    nvml_importable: Callable[[], bool] = _nvml_importable
+    nvml: Callable[[], NvmlStatus] = probe_nvml
     euid: Callable[[], int] = os.geteuid
     owner_uid: Callable[[Path], int] = field(default=lambda p: p.stat().st_uid)
     open_error: Callable[[Path], OSError | None] = field(default=lambda p: _open_error(p))
@@ -297,19 +363,34 @@ def check_sysstat(env: Environment) -> Check:
     return Check("sysstat", "ok", f"none of {', '.join(SYSSTAT_TOOLS)} found ({note})")
 
 
+def _nvml_text(nvml: NvmlStatus) -> str:
+    if not nvml.importable:
+        return "NVML bindings absent"
+    if nvml.error:
+        return f"NVML bindings import but NVML cannot be initialised: {nvml.error} (is the NVIDIA driver loaded?)"
+    return f"NVML sees {nvml.gpus} GPU(s)"
+
+
 def check_gpu(env: Environment, timeout: float = DEFAULT_TIMEOUT) -> Check:
-    """NVML bindings or ``nvidia-smi -L`` (optional)."""
-    nvml = env.nvml_importable()
+    """``nvidia-smi -L`` and the NVML bindings (optional).
+
+    ``warn`` when ``nvidia-smi -L`` fails or when the bindings import but ``nvmlInit``/``nvmlDeviceGetCount``
+    raise (the ``NVMLError`` message is shown); ``skip`` when neither nvidia-smi nor the bindings are present.
+    """
+    nvml = env.nvml()
+    nvml_bad = nvml.importable and bool(nvml.error)
     if env.which("nvidia-smi") is None:
-        if nvml:
-            return Check("gpu", "ok", "NVML bindings importable; nvidia-smi not on PATH")
+        if nvml.importable:
+            return Check("gpu", "warn" if nvml_bad else "ok", f"{_nvml_text(nvml)}; nvidia-smi not on PATH")
         return Check("gpu", "skip", "no nvidia-smi and no NVML bindings: no GPU metrics on this machine")
     try:
         res = env.runner.run(["nvidia-smi", "-L"], timeout=timeout, ttl=0.0)
     except CommandError as exc:
-        return Check("gpu", "warn", f"nvidia-smi -L failed: {_first_line(exc.detail) or exc.reason}")
+        return Check(
+            "gpu", "warn", f"nvidia-smi -L failed: {_first_line(exc.detail) or exc.reason}; {_nvml_text(nvml)}"
+        )
     n = sum(1 for ln in res.stdout.splitlines() if ln.startswith("GPU "))
-    return Check("gpu", "ok", f"{n} GPU(s) listed by nvidia-smi; NVML bindings {'present' if nvml else 'absent'}")
+    return Check("gpu", "warn" if nvml_bad else "ok", f"{n} GPU(s) listed by nvidia-smi; {_nvml_text(nvml)}")
 
 
 def nfs_mounts(mountinfo: str) -> list[str]:
@@ -356,19 +437,51 @@ def _readable(path: Path) -> str | None:
 _PID_IO_NEED = "job_io needs root or CAP_SYS_PTRACE+CAP_DAC_READ_SEARCH"
 
 
-def check_pid_io(env: Environment) -> Check:
-    """``/proc/<pid>/io`` of a process owned by another user than the effective one is readable (optional).
+def effective_caps(proc_root: Path) -> int | None:
+    """The effective capability set of this process: ``CapEff`` of ``<proc_root>/self/status``, or ``None``.
 
-    The first pids (ascending) under ``env.proc_root`` whose owner differs from ``env.euid()`` are tried, at most
-    :data:`PID_IO_TRIES`; a process that exits meanwhile (ENOENT, ESRCH) is skipped. ``skip`` when no such process is
-    visible (the check could not be made: a container, or ``hidepid=`` on /proc).
+    proc(5): ``CapEff:`` is the effective set as a hexadecimal mask, bit *n* being capability number *n* of
+    capability(7) (:data:`CAP_DAC_READ_SEARCH` is bit 2, :data:`CAP_SYS_PTRACE` bit 19). ``None`` when the file
+    cannot be read or has no parsable ``CapEff`` line.
     """
-    euid = env.euid()
-    me = user_label(euid)
     try:
-        pids = sorted(int(p.name) for p in env.proc_root.iterdir() if p.name.isdigit())
-    except OSError as exc:
-        return Check("proc.pid_io", "warn", f"cannot list {env.proc_root}: {exc.strerror or exc}")
+        text = (proc_root / "self/status").read_text()
+    except (OSError, UnicodeDecodeError):
+        return None
+    for line in text.splitlines():
+        key, sep, value = line.partition(":")
+        if sep and key == "CapEff":
+            try:
+                return int(value.strip(), 16)
+            except ValueError:
+                return None
+    return None
+
+
+def describe_caps(cap_eff: int | None) -> str:
+    """``CapEff 0000000000080004 (CAP_DAC_READ_SEARCH, CAP_SYS_PTRACE effective)``: the mask and :data:`JOB_IO_CAPS`.
+
+    Names only the two capabilities ``job_io`` needs: which are effective, or ``none of ...``.
+    """
+    if cap_eff is None:
+        return "CapEff unknown"
+    have = [name for bit, name in sorted(JOB_IO_CAPS.items()) if cap_eff >> bit & 1]
+    names = f"{', '.join(have)} effective" if have else f"none of {', '.join(sorted(JOB_IO_CAPS.values()))}"
+    return f"CapEff {cap_eff:016x} ({names})"
+
+
+def _probe_pid_io(env: Environment, euid: int) -> tuple[Path, int, OSError | None] | None:
+    """Read ``/proc/<pid>/io`` of the first processes of another user than ``euid``.
+
+    Returns ``(path, owner uid, error or None)`` of the first conclusive read (at most :data:`PID_IO_TRIES` tried; a
+    process that exits meanwhile, ENOENT or ESRCH, is passed over), or ``None`` when no other user's process is
+    visible.
+
+    Raises:
+        OSError: ``env.proc_root`` cannot be listed.
+
+    """
+    pids = sorted(int(p.name) for p in env.proc_root.iterdir() if p.name.isdigit())
     tried = 0
     for pid in pids:
         try:
@@ -380,26 +493,60 @@ def check_pid_io(env: Environment) -> Check:
         tried += 1
         path = env.proc_root / str(pid) / "io"
         err = env.open_error(path)
+        if err is not None and err.errno in (errno.ENOENT, errno.ESRCH) and tried < PID_IO_TRIES:
+            continue
+        return path, owner, err
+    return None
+
+
+def check_pid_io(env: Environment) -> Check:
+    """Can ``job_io`` read other users' ``/proc/<pid>/io``? From the effective user and capabilities (optional).
+
+    ``ok`` when the effective user is root or both :data:`JOB_IO_CAPS` are in ``CapEff``
+    (:func:`effective_caps`); the probe of another user's process (:func:`_probe_pid_io`) then confirms it, and a
+    failure despite the capabilities is a ``warn`` with the errno. Without them: ``warn`` naming what is missing,
+    that the node unit grants the capabilities as ambient ones (which ``runuser`` does not) and the
+    :data:`SETPRIV_COMMAND` that checks like the unit; a successful probe (the kernel allowing it after all) is
+    ``ok``.
+    """
+    euid = env.euid()
+    caps = effective_caps(env.proc_root)
+    who = f"effective user {user_label(euid)}, {describe_caps(caps)}"
+    needed = sum(1 << bit for bit in JOB_IO_CAPS)
+    privileged = euid == 0 or (caps is not None and caps & needed == needed)
+    try:
+        probe = _probe_pid_io(env, euid)
+    except OSError as exc:
+        probe, listing = None, f"cannot list {env.proc_root}: {exc.strerror or exc}"
+    else:
+        listing = f"no process of another user visible in {env.proc_root} to probe (hidepid, or a container?)"
+    if probe is not None:
+        path, owner, err = probe
         if err is None:
             return Check(
-                "proc.pid_io", "ok", f"{path} (owner {user_label(owner)}) readable as {me}: job_io can read jobs"
+                "proc.pid_io", "ok", f"{who}: {path} (owner {user_label(owner)}) readable: job_io can read jobs"
             )
-        if err.errno in (errno.ENOENT, errno.ESRCH) and tried < PID_IO_TRIES:
-            continue
-        why = err.strerror or str(err)
-        return Check(
-            "proc.pid_io", "warn", f"{path} (owner {user_label(owner)}) not readable as {me}: {why}: {_PID_IO_NEED}"
-        )
-    return Check(
-        "proc.pid_io",
-        "skip",
-        f"no process of another user than {me} visible in {env.proc_root}: the check could not be made "
-        f"(hidepid, or a container?); {_PID_IO_NEED}",
+        code = errno.errorcode.get(err.errno or 0, str(err.errno))
+        failed = f"{path} (owner {user_label(owner)}) not readable: {code} {err.strerror or err}"
+    else:
+        failed = ""
+    if privileged:
+        if failed:
+            return Check("proc.pid_io", "warn", f"{who}: {failed} despite root or the capabilities (LSM, hidepid?)")
+        return Check("proc.pid_io", "ok", f"{who}: job_io can read jobs' /proc/<pid>/io; {listing}")
+    detail = (
+        f"{who}: {failed + ': ' if failed else ''}{_PID_IO_NEED}; the nomade-exporter-node unit grants them as "
+        "ambient capabilities (AmbientCapabilities=), which runuser/su do not: as runuser -u nomade this warning is "
+        f"expected; to check like the unit: {SETPRIV_COMMAND}"
     )
+    return Check("proc.pid_io", "warn", detail)
 
 
-def check_proc(env: Environment) -> list[Check]:
-    """/proc files of the node collectors (required), PSI and /proc/<pid>/io (optional), /sys cgroups (optional)."""
+def check_proc(env: Environment, mode: str = "all") -> list[Check]:
+    """/proc files of the node collectors (required), PSI and /proc/<pid>/io (optional), /sys cgroups (optional).
+
+    In ``controller`` mode ``proc.pid_io`` is ``skip`` (``job_io`` is a node collector).
+    """
     out = []
     bad = [f"{n}: {e}" for n in ("stat", "meminfo", "diskstats") if (e := _readable(env.proc_root / n))]
     out.append(
@@ -411,7 +558,7 @@ def check_proc(env: Environment) -> list[Check]:
         if bad
         else Check("proc.pressure", "ok", "/proc/pressure/{cpu,memory,io} readable")
     )
-    out.append(check_pid_io(env))
+    out.append(check_pid_io(env) if mode != "controller" else _node_only_skip("proc.pid_io"))
     cg = env.sys_root / "fs/cgroup"
     out.append(
         Check("sys", "ok", f"{cg} readable (job_usage)")
@@ -705,6 +852,11 @@ def analytics_checks(
     return checks
 
 
+def _node_only_skip(name: str) -> Check:
+    """The ``skip`` of a :data:`NODE_ONLY_CHECKS` check in controller mode."""
+    return Check(name, "skip", "not checked in controller mode (only node collectors need it; see --mode node)")
+
+
 def run_checks(
     env: Environment | None = None,
     *,
@@ -718,7 +870,7 @@ def run_checks(
     Args:
         env: the machine (default: the real one).
         mode: ``node``, ``controller``, ``all`` or ``analytics``: what this machine runs (SLURM checks are skipped
-            on nodes; ``analytics`` runs only :func:`analytics_checks`).
+            on nodes, :data:`NODE_ONLY_CHECKS` on controllers; ``analytics`` runs only :func:`analytics_checks`).
         prometheus: Prometheus base URL to probe, or ``None`` (skip).
         config: configuration file to parse, or ``None`` (skip).
         timeout: seconds per command or request.
@@ -735,9 +887,10 @@ def run_checks(
     checks = [check_python(env)]
     checks += check_slurm(env, mode, timeout)
     checks.append(check_sysstat(env))
-    checks.append(check_gpu(env, timeout))
-    checks.append(check_nfs(env))
-    checks += check_proc(env)
+    controller = mode == "controller"
+    checks.append(_node_only_skip("gpu") if controller else check_gpu(env, timeout))
+    checks.append(_node_only_skip("nfs") if controller else check_nfs(env))
+    checks += check_proc(env, mode)
     checks.append(check_prometheus(env, prometheus, timeout))
     checks += check_config(config)
     return checks
@@ -786,8 +939,9 @@ def add_options(p: argparse.ArgumentParser) -> None:
         "--mode",
         choices=MODES,
         default="all",
-        help="what this machine runs: node (no SLURM check), controller, all (default) or analytics (the "
-        "nomade-analytics host: ml extras, Prometheus, analytics configuration, writable state directories)",
+        help="what this machine runs: node (no SLURM check), controller (no gpu, nfs, proc.pid_io check), all "
+        "(default) or analytics (the nomade-analytics host: ml extras, Prometheus, analytics configuration, "
+        "writable state directories)",
     )
     p.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, metavar="SECONDS", help="per command/request")
 

@@ -43,6 +43,10 @@ from nomade.exporter.parsers.scontrol import NodeRecord, parse_nodes
 from nomade.exporter.runner import CommandError, CommandRunner
 
 NODES_ARGV: tuple[str, ...] = ("scontrol", "--oneliner", "show", "node")
+FILE_SD_PATH = "/etc/prometheus/file_sd/nomade.json"
+"""Where ``nomade targets --out`` should write on the Prometheus host (README, "Prometheus scrape configuration"):
+the file that the ``file_sd_configs`` of the exporter job in ``nomade build``'s ``prometheus/scrape-nomade.yml``
+reads (:func:`nomade.cli.build.scrape_yaml`)."""
 HOST_FIELDS = {"hostname": "NodeHostName", "addr": "NodeAddr", "name": "NodeName"}
 _LABEL_RE = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 _HOST_RE = re.compile(r"^[A-Za-z0-9_.:\-]+$")
@@ -193,7 +197,7 @@ def write_atomic(path: Path, text: str) -> bool:
     """Write ``text`` to ``path`` through a temporary file and :func:`os.replace` (mode 0644).
 
     Missing parent directories are created first, mode 0755 (:func:`make_parents`), so
-    ``--out /etc/prometheus/file_sd/nomade.json`` works on a fresh Prometheus host.
+    ``--out /etc/prometheus/file_sd/nomade.json`` (:data:`FILE_SD_PATH`) works on a fresh Prometheus host.
 
     Returns:
         ``False`` when ``path`` already held exactly ``text`` (nothing written), else ``True``.
@@ -238,7 +242,13 @@ def _port(text: str) -> int:
 
 def add_options(p: argparse.ArgumentParser) -> None:
     """Options of ``nomade targets``."""
-    p.add_argument("--out", type=Path, metavar="FILE", help="file_sd JSON file to write atomically (default stdout)")
+    p.add_argument(
+        "--out",
+        type=Path,
+        metavar="FILE",
+        help=f"file_sd JSON file to write atomically (default stdout); the scrape-nomade.yml of `nomade build` reads "
+        f"{FILE_SD_PATH}",
+    )
     p.add_argument("--port", type=_port, default=DEFAULT_PORT, help=f"exporter port (default {DEFAULT_PORT})")
     p.add_argument(
         "--partition", action="append", default=[], metavar="P", help="only nodes in partition P (repeatable)"
@@ -262,7 +272,12 @@ def add_options(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, runner: CommandRunner | None = None) -> int:
-    """Run ``nomade targets``: 0 on success, 1 when the node list is unavailable or empty, 2 for bad options."""
+    """Run ``nomade targets``: 0 on success, 1 when the node list is unavailable or empty, 2 for bad options.
+
+    An empty result writes nothing (an empty file_sd list would make Prometheus drop every target). The message
+    says ``no nodes in <file>`` when the node list has no node at all, ``no nodes matched`` when the filters
+    (``--partition``, FUTURE nodes left out) removed them all.
+    """
     try:
         labels = parse_labels(args.label)
     except TargetsError as exc:
@@ -287,7 +302,10 @@ def run(args: argparse.Namespace, runner: CommandRunner | None = None) -> int:
         return 1
     if not targets:
         # an empty list would make Prometheus drop every target: keep the previous file instead
-        print("nomade targets: no nodes matched; nothing written", file=sys.stderr)
+        source = str(args.from_file) if args.from_file is not None else f"the output of {' '.join(NODES_ARGV)}"
+        # no record at all: nothing was filtered out, the node list itself is empty (or every line was unparsable)
+        why = f"no nodes in {source}" if not parsed.records else "no nodes matched"
+        print(f"nomade targets: {why}; nothing written", file=sys.stderr)
         return 1
     doc = render_file_sd(targets, labels)
     if args.out is None:

@@ -17,9 +17,11 @@ import yaml
 
 from nomade.alerting.config import load_monitoring_config
 from nomade.cli import build as build_mod
+from nomade.cli import targets as targets_mod
 from nomade.cli.main import main
 from nomade.dashboards import DASHBOARDS, build_all, common
 from nomade.dashboards.health import PROMETHEUS_SERIES
+from nomade.exporter.parsers.scontrol import parse_nodes
 
 DASHBOARD_FILES = [
     "nomade-gpus.json",
@@ -136,8 +138,36 @@ def test_configuration_reaches_every_artefact(tmp_path):
     assert var["current"]["value"] == "site-prom"
     [provider] = yaml.safe_load((out / "grafana/provisioning/dashboards/nomade.yaml").read_text())["providers"]
     assert (provider["folder"], provider["allowUiUpdates"]) == ("HPC", False)
-    scrape = yaml.safe_load((out / "prometheus/scrape-nomade.yml").read_text())
+    text = (out / "prometheus/scrape-nomade.yml").read_text()
+    scrape = yaml.safe_load(text)
     assert [j["job_name"] for j in scrape["scrape_configs"]] == ["nx", "na"]
+    assert "# target of the nx job, next to file_sd_configs" in text
+
+
+def test_scrape_snippet_exporter_job_reads_the_targets_file(built):
+    text = (built / "prometheus/scrape-nomade.yml").read_text()
+    scrape = yaml.safe_load(text)
+    assert scrape["scrape_configs"] == [
+        {
+            "job_name": "nomade",
+            "honor_labels": True,
+            "file_sd_configs": [{"files": ["/etc/prometheus/file_sd/nomade.json"]}],
+        },
+        {"job_name": "nomade-analytics", "honor_labels": True, "static_configs": [{"targets": ["127.0.0.1:9867"]}]},
+    ]
+    assert build_mod.EXPORTER_FILE_SD == targets_mod.FILE_SD_PATH == "/etc/prometheus/file_sd/nomade.json"
+    # no static exporter target: 127.0.0.1:9866 merged on the Prometheus host scraped that host as "controller"
+    assert "9866" not in yaml.safe_dump(scrape) and "controller" not in yaml.safe_dump(scrape)
+    header = [ln for ln in text.splitlines() if ln.startswith("#")]
+    assert "#   nomade targets --out /etc/prometheus/file_sd/nomade.json" in header
+    assert header[5:8] == [
+        "# ACTION REQUIRED (controller exporter): add the SLURM controller's host:9866 as a static",
+        "# target of the nomade job, next to file_sd_configs (no `node` label: its series carry theirs):",
+        "#   static_configs: [{targets: ['<slurm-controller-host>:9866']}]",
+    ]
+    # the placeholder line is valid YAML for the job once uncommented
+    example = yaml.safe_load(header[7].lstrip("# "))
+    assert example == {"static_configs": [{"targets": ["<slurm-controller-host>:9866"]}]}
 
 
 def test_scrape_snippet_and_rules_load_into_prometheus(built, tmp_path):
@@ -147,13 +177,21 @@ def test_scrape_snippet_and_rules_load_into_prometheus(built, tmp_path):
     jobs = {j["job_name"]: j for j in scrape["scrape_configs"]}
     assert set(jobs) == {"nomade", "nomade-analytics"}
     assert all(j["honor_labels"] is True for j in jobs.values())
-    # a prometheus.yml as the README tells an operator to write it: rule_files + the snippet's jobs
+    # a prometheus.yml as the README tells an operator to write it: rule_files + the snippet's jobs, the controller
+    # added as the header says, and the file_sd file of `nomade targets` at a temporary path
+    file_sd = tmp_path / "file_sd/nomade.json"
+    node = "NodeName=c001 NodeHostName=c001 NodeAddr=10.0.0.1 State=IDLE Partitions=compute"
+    targets_mod.write_atomic(file_sd, targets_mod.render_file_sd(targets_mod.build_targets(parse_nodes(node).records)))
+    assert jobs["nomade"]["file_sd_configs"] == [{"files": [targets_mod.FILE_SD_PATH]}]
+    jobs["nomade"]["file_sd_configs"] = [{"files": [str(file_sd)]}]
+    jobs["nomade"]["static_configs"] = [{"targets": ["slurmctl01:9866"]}]
     rules = built / "prometheus/nomade-rules.yml"
     conf = tmp_path / "prometheus.yml"
     conf.write_text(yaml.safe_dump({"rule_files": [str(rules)], **scrape}))
     res = subprocess.run(["promtool", "check", "config", str(conf)], capture_output=True, text=True, timeout=60)
     assert res.returncode == 0, res.stdout + res.stderr
     assert "SUCCESS" in res.stdout and "rules found" in res.stdout
+    assert "WARNING" not in res.stdout + res.stderr  # the file_sd file exists and parses
     res = subprocess.run(["promtool", "check", "rules", str(rules)], capture_output=True, text=True, timeout=60)
     assert res.returncode == 0, res.stdout + res.stderr
     assert "warning" not in (res.stdout + res.stderr).lower()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -35,11 +36,34 @@ MOUNTINFO = (
 
 OWNERS = {1: 0, 733: 0, 4242: 1000}
 """pid -> owner uid of the fake /proc: init and a daemon owned by root, a job process owned by uid 1000."""
+CAP_ALL = "000001ffffffffff"
+"""CapEff of root on a 5.x/6.x kernel (capabilities 0-40)."""
+CAP_NONE = "0000000000000000"
+"""CapEff of an unprivileged user, e.g. ``runuser -u nomade``."""
+CAP_JOB_IO = "0000000000080004"
+"""CapEff under the node unit's AmbientCapabilities=CAP_DAC_READ_SEARCH (bit 2) CAP_SYS_PTRACE (bit 19)."""
 
 
-def proc_tree(root: Path, *, pressure: bool = True, pid_io: bool = True, missing: tuple[str, ...] = ()) -> Path:
+def status_text(cap_eff: str) -> str:
+    return (
+        "Name:\tnomade\nUmask:\t0022\nState:\tR (running)\nUid:\t999\t999\t999\t999\n"
+        f"CapInh:\t{cap_eff}\nCapPrm:\t{cap_eff}\nCapEff:\t{cap_eff}\nCapBnd:\t000001ffffffffff\n"
+        f"CapAmb:\t{cap_eff}\nNoNewPrivs:\t0\n"
+    )
+
+
+def proc_tree(
+    root: Path,
+    *,
+    pressure: bool = True,
+    pid_io: bool = True,
+    missing: tuple[str, ...] = (),
+    cap_eff: str | None = CAP_ALL,
+) -> Path:
     proc = root / "proc"
     (proc / "self").mkdir(parents=True)
+    if cap_eff is not None:
+        (proc / "self/status").write_text(status_text(cap_eff))
     for pid in OWNERS:
         (proc / str(pid)).mkdir()
     for name in ("stat", "meminfo", "diskstats"):
@@ -81,7 +105,7 @@ def make_env(tmp_path: Path, outputs=None, on_path=None, http=None, euid=0, owne
         http_get=http_get,
         clock=lambda: NOW,
         version_info=(3, 11, 7),
-        nvml_importable=lambda: False,
+        nvml=lambda: syscheck.NvmlStatus(False),
         euid=lambda: euid,
         owner_uid=owner_uid,
     )
@@ -203,6 +227,65 @@ def test_gpu_absent_skips_and_failing_smi_warns(tmp_path):
     assert c.status == "warn" and not c.required and "NVIDIA-SMI has failed" in c.detail
 
 
+class FakeNVMLError(Exception):
+    """pynvml.NVMLError stand-in: str() is the NVML error string, as nvmlErrorString gives it."""
+
+
+def fake_pynvml(*, init_error: str | None = None, count: int = 4, calls: list[str] | None = None):
+    """A module object with the pynvml calls the probe makes, recording them in ``calls``."""
+    import types
+
+    calls = [] if calls is None else calls
+    mod = types.ModuleType("pynvml")
+    mod.NVMLError = FakeNVMLError
+
+    def nvml_init() -> None:
+        calls.append("nvmlInit")
+        if init_error is not None:
+            raise FakeNVMLError(init_error)
+
+    def nvml_count() -> int:
+        calls.append("nvmlDeviceGetCount")
+        return count
+
+    mod.nvmlInit = nvml_init
+    mod.nvmlDeviceGetCount = nvml_count
+    mod.nvmlShutdown = lambda: calls.append("nvmlShutdown")
+    return mod
+
+
+def test_probe_nvml_initialises_counts_and_shuts_down(monkeypatch):
+    calls: list[str] = []
+    monkeypatch.setitem(sys.modules, "pynvml", fake_pynvml(count=4, calls=calls))
+    assert syscheck.probe_nvml() == syscheck.NvmlStatus(True, 4, "")
+    assert calls == ["nvmlInit", "nvmlDeviceGetCount", "nvmlShutdown"]
+    calls.clear()
+    monkeypatch.setitem(sys.modules, "pynvml", fake_pynvml(init_error="NVML Shared Library Not Found", calls=calls))
+    assert syscheck.probe_nvml() == syscheck.NvmlStatus(True, None, "NVML Shared Library Not Found")
+    assert calls == ["nvmlInit"]  # no shutdown of what was never initialised
+    monkeypatch.setitem(sys.modules, "pynvml", None)  # import pynvml raises ImportError
+    assert syscheck.probe_nvml() == syscheck.NvmlStatus(False)
+
+
+def test_gpu_nvml_without_driver_warns_with_the_nvml_error(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "pynvml", fake_pynvml(init_error="NVML Shared Library Not Found"))
+    env = make_env(tmp_path, on_path=())
+    env.nvml = syscheck.probe_nvml
+    c = syscheck.check_gpu(env)
+    assert (c.status, c.required) == ("warn", False)
+    assert c.detail == (
+        "NVML bindings import but NVML cannot be initialised: NVML Shared Library Not Found (is the NVIDIA driver "
+        "loaded?); nvidia-smi not on PATH"
+    )
+    monkeypatch.setitem(sys.modules, "pynvml", fake_pynvml(count=2))
+    c = syscheck.check_gpu(env)
+    assert c == Check("gpu", "ok", "NVML sees 2 GPU(s); nvidia-smi not on PATH")
+    env = make_env(tmp_path / "b")  # nvidia-smi answering too
+    env.nvml = syscheck.probe_nvml
+    c = syscheck.check_gpu(env)
+    assert c == Check("gpu", "ok", "2 GPU(s) listed by nvidia-smi; NVML sees 2 GPU(s)")
+
+
 def test_nfs_mounts_parser():
     assert syscheck.nfs_mounts(MOUNTINFO) == ["/home", "/my data"]
     assert syscheck.nfs_mounts("garbage line\n") == []
@@ -217,42 +300,144 @@ def test_proc_checks(tmp_path):
     assert got["sys"].status == "ok"
 
 
-def test_pid_io_probes_another_users_process_not_pid_1(tmp_path):
-    import pwd
-
-    root_name = pwd.getpwuid(0).pw_name
-    env = make_env(tmp_path)  # running as root (euid 0): pid 4242 (uid 1000) is the first one of another user
-    c = syscheck.check_pid_io(env)
-    assert c.status == "ok" and not c.required
-    assert c.detail.startswith(f"{env.proc_root}/4242/io (owner ") and f"readable as {root_name} (uid 0)" in c.detail
-    # the exporter's user: root's processes are the other users' ones, pid 1 first
-    seen = []
-
-    def denied(path):
+def denied_recorder(seen: list[Path]):
+    def denied(path: Path) -> OSError:
         seen.append(path)
         return PermissionError(13, "Permission denied")
 
-    env = make_env(tmp_path / "b", euid=1000)
-    env.open_error = denied
+    return denied
+
+
+def test_effective_caps_decodes_capeff(tmp_path):
+    proc = proc_tree(tmp_path, cap_eff=CAP_JOB_IO)
+    assert syscheck.effective_caps(proc) == 0x80004 == (1 << 2) | (1 << 19)
+    assert syscheck.describe_caps(0x80004) == (
+        "CapEff 0000000000080004 (CAP_DAC_READ_SEARCH, CAP_SYS_PTRACE effective)"
+    )
+    assert syscheck.describe_caps(1 << 19) == "CapEff 0000000000080000 (CAP_SYS_PTRACE effective)"
+    assert syscheck.describe_caps(0) == "CapEff 0000000000000000 (none of CAP_DAC_READ_SEARCH, CAP_SYS_PTRACE)"
+    assert syscheck.describe_caps(None) == "CapEff unknown"
+    (proc / "self/status").write_text("Name:\tx\nCapEff:\tzz\n")
+    assert syscheck.effective_caps(proc) is None
+    (proc / "self/status").unlink()
+    assert syscheck.effective_caps(proc) is None
+
+
+def test_pid_io_as_root_probes_another_users_process_not_pid_1(tmp_path):
+    env = make_env(tmp_path)  # running as root (euid 0): pid 4242 (uid 1000) is the first one of another user
     c = syscheck.check_pid_io(env)
-    assert seen == [env.proc_root / "1/io"]
-    assert c.status == "warn"
-    assert "/1/io (owner " + root_name + " (uid 0)) not readable as " in c.detail
-    assert "(uid 1000): Permission denied: job_io needs root or CAP_SYS_PTRACE+CAP_DAC_READ_SEARCH" in c.detail
-
-
-def test_pid_io_skips_exited_processes_and_says_when_it_cannot_check(tmp_path):
-    env = make_env(tmp_path, pid_io=False, owners={1: 0, 733: 5, 4242: 1000})
-    (env.proc_root / "4242/io").write_text("rchar: 1\n")  # pid 733 exited between the scan and the read
+    assert (c.status, c.required) == ("ok", False)
+    assert c.detail == (
+        f"effective user {syscheck.user_label(0)}, CapEff 000001ffffffffff (CAP_DAC_READ_SEARCH, CAP_SYS_PTRACE "
+        f"effective): {env.proc_root}/4242/io (owner {syscheck.user_label(1000)}) readable: job_io can read jobs"
+    )
+    # root, every process root's (a container): nothing to probe, root is enough
+    env = make_env(tmp_path / "b", owners={1: 0, 733: 0, 4242: 0})
     c = syscheck.check_pid_io(env)
     assert c.status == "ok"
-    assert c.detail.startswith(f"{env.proc_root}/4242/io (owner {syscheck.user_label(1000)}) readable as ")
-    env = make_env(tmp_path / "b", owners={1: 0, 733: 0, 4242: 0})  # a container where everything is root's
+    assert c.detail.endswith(
+        f"job_io can read jobs' /proc/<pid>/io; no process of another user visible in {env.proc_root} to probe "
+        "(hidepid, or a container?)"
+    )
+
+
+def test_pid_io_under_runuser_warns_with_the_setpriv_command(tmp_path):
+    # runuser -u nomade: uid 999 without the unit's ambient capabilities
+    seen: list[Path] = []
+    env = make_env(tmp_path, euid=999, cap_eff=CAP_NONE)
+    env.open_error = denied_recorder(seen)
     c = syscheck.check_pid_io(env)
-    assert c.status == "skip" and not c.required
-    assert c.detail.startswith("no process of another user than ")
-    assert "the check could not be made" in c.detail
-    assert c.detail.endswith("job_io needs root or CAP_SYS_PTRACE+CAP_DAC_READ_SEARCH")
+    assert seen == [env.proc_root / "1/io"]  # root's pid 1 is the first process of another user
+    assert (c.status, c.required) == ("warn", False)
+    assert c.detail == (
+        f"effective user {syscheck.user_label(999)}, CapEff 0000000000000000 (none of CAP_DAC_READ_SEARCH, "
+        f"CAP_SYS_PTRACE): {env.proc_root}/1/io (owner {syscheck.user_label(0)}) not readable: EACCES Permission "
+        "denied: job_io needs root or CAP_SYS_PTRACE+CAP_DAC_READ_SEARCH; the nomade-exporter-node unit grants them "
+        "as ambient capabilities (AmbientCapabilities=), which runuser/su do not: as runuser -u nomade this warning "
+        "is expected; to check like the unit: setpriv --reuid=nomade --regid=nomade --init-groups "
+        "--inh-caps=+dac_read_search,+sys_ptrace --ambient-caps=+dac_read_search,+sys_ptrace nomade syscheck "
+        "--mode node"
+    )
+    # one capability of the two is not enough; no status file: CapEff unknown, still a warning
+    env = make_env(tmp_path / "b", euid=999, cap_eff="0000000000080000")
+    env.open_error = denied_recorder([])
+    c = syscheck.check_pid_io(env)
+    assert c.status == "warn" and "(CAP_SYS_PTRACE effective): " in c.detail
+    # without the capabilities, a read the kernel allows after all is trusted
+    env = make_env(tmp_path / "d", euid=999, cap_eff=CAP_NONE)
+    c = syscheck.check_pid_io(env)
+    assert c.status == "ok" and c.detail.endswith(
+        f"{env.proc_root}/1/io (owner {syscheck.user_label(0)}) readable: job_io can read jobs"
+    )
+    env = make_env(tmp_path / "c", euid=999, cap_eff=None, owners={1: 999})
+    c = syscheck.check_pid_io(env)
+    assert c.status == "warn"
+    assert c.detail.startswith(f"effective user {syscheck.user_label(999)}, CapEff unknown: job_io needs root or ")
+
+
+def test_pid_io_with_the_units_capabilities(tmp_path):
+    # setpriv ... --ambient-caps=+dac_read_search,+sys_ptrace: the node unit's view
+    env = make_env(tmp_path, euid=999, cap_eff=CAP_JOB_IO)
+    c = syscheck.check_pid_io(env)
+    assert c.status == "ok"
+    assert c.detail == (
+        f"effective user {syscheck.user_label(999)}, CapEff 0000000000080004 (CAP_DAC_READ_SEARCH, CAP_SYS_PTRACE "
+        f"effective): {env.proc_root}/1/io (owner {syscheck.user_label(0)}) readable: job_io can read jobs"
+    )
+    # the capabilities but the read refused all the same (an LSM): a warning with the errno
+    env = make_env(tmp_path / "b", euid=999, cap_eff=CAP_JOB_IO)
+    env.open_error = denied_recorder([])
+    c = syscheck.check_pid_io(env)
+    assert c.status == "warn"
+    assert c.detail.endswith(
+        f"{env.proc_root}/1/io (owner {syscheck.user_label(0)}) not readable: EACCES Permission denied despite "
+        "root or the capabilities (LSM, hidepid?)"
+    )
+
+
+def test_pid_io_skips_exited_processes(tmp_path):
+    env = make_env(tmp_path, pid_io=False, owners={1: 0, 733: 5, 4242: 1000})
+    (env.proc_root / "4242/io").write_text("rchar: 1\n")  # pids 1 and 733 exited between the scan and the read
+    c = syscheck.check_pid_io(env)
+    assert c.status == "ok"
+    assert c.detail.endswith(
+        f"{env.proc_root}/4242/io (owner {syscheck.user_label(1000)}) readable: job_io can read jobs"
+    )
+
+
+def test_controller_mode_skips_node_only_checks(tmp_path):
+    env = make_env(tmp_path, euid=999, cap_eff=CAP_NONE)  # would warn on proc.pid_io in node mode
+    env.nvml = lambda: pytest.fail("NVML probed in controller mode")
+    checks = syscheck.run_checks(env, mode="controller")
+    got = by_name(checks)
+    skipped = "not checked in controller mode (only node collectors need it; see --mode node)"
+    assert [(n, got[n].status, got[n].detail) for n in ("gpu", "nfs", "proc.pid_io")] == [
+        ("gpu", "skip", skipped),
+        ("nfs", "skip", skipped),
+        ("proc.pid_io", "skip", skipped),
+    ]
+    assert [c.name for c in checks] == [
+        "python",
+        "slurm.sinfo",
+        "slurm.squeue",
+        "slurm.scontrol",
+        "slurm.sacct",
+        "sysstat",
+        "gpu",
+        "nfs",
+        "proc",
+        "proc.pressure",
+        "proc.pid_io",
+        "sys",
+        "prometheus",
+        "config",
+    ]
+    assert not any(call[0] == "nvidia-smi" for call in env.runner.calls)
+    assert {c.name for c in checks if c.status == "warn"} == set()
+    env = make_env(tmp_path / "b", euid=999, cap_eff=CAP_NONE)
+    env.open_error = denied_recorder([])
+    node = by_name(syscheck.run_checks(env, mode="node"))
+    assert (node["gpu"].status, node["nfs"].status, node["proc.pid_io"].status) == ("ok", "ok", "warn")
 
 
 def test_prometheus_check(tmp_path):

@@ -233,3 +233,23 @@ def test_real_capture_from_another_site():
     assert len(addresses) == len(set(addresses))
     assert all(t.address.endswith(":9866") for t in got)
     assert [t.node for t in got] == sorted(t.node for t in got)
+
+
+def test_from_file_empty_says_no_nodes_in_the_file(tmp_path, capsys):
+    saved = tmp_path / "nodes.txt"
+    saved.write_text("")
+    out = tmp_path / "nomade.json"
+    out.write_text("previous\n")
+    assert cli_main.main(["targets", "--from-file", str(saved), "--out", str(out)]) == 1
+    assert capsys.readouterr().err == f"nomade targets: no nodes in {saved}; nothing written\n"
+    assert out.read_text() == "previous\n"
+    # with a filter that removes every node of a non-empty file, the message stays "no nodes matched"
+    saved.write_text(TEXT)
+    assert cli_main.main(["targets", "--from-file", str(saved), "--partition", "nosuch"]) == 1
+    assert capsys.readouterr().err == "nomade targets: no nodes matched; nothing written\n"
+
+
+def test_scontrol_listing_no_node_is_named(monkeypatch, capsys):
+    assert run_cli([], MappedRunner({targets.NODES_ARGV: ""}), monkeypatch) == 1
+    err = capsys.readouterr().err
+    assert err == "nomade targets: no nodes in the output of scontrol --oneliner show node; nothing written\n"
