@@ -42,20 +42,9 @@ from pathlib import Path
 from nomade.exporter.parsers.sacct import SACCT_DELIMITER, SACCT_FIELDS
 from nomade.exporter.parsers.squeue import SQUEUE_FIELDS, US
 
-# squeue --Format field -> the column title squeue prints (src/squeue/print.c, as in tests/fixtures/squeue).
-SQUEUE_TITLES = {
-    "JobID": "JOBID",
-    "ArrayJobID": "ARRAY_JOB_ID",
-    "ArrayTaskID": "ARRAY_TASK_ID",
-    "Partition": "PARTITION",
-    "State": "STATE",
-    "Reason": "REASON",
-    "SubmitTime": "SUBMIT_TIME",
-    "EligibleTime": "ELIGIBLE_TIME",
-    "NumCPUs": "CPUS",
-    "NumNodes": "NODES",
-    "tres-alloc": "TRES_ALLOC",
-}
+# The low-level SLURM text formats are shared with the simulated cluster's renderers (one implementation).
+from nomade.sim.render_slurm import SQUEUE_TITLES, cpu_time, duration, ts
+from nomade.sim.render_slurm import hostlist_range as hostlist
 
 OS_TEXT = "Linux 4.18.0-513.9.1.el8_9.x86_64 #1 SMP Thu Nov 16 10:29:54 EST 2023"
 VERSION = "23.02.7"
@@ -199,35 +188,6 @@ class _Node:
     name: str
     kind: str  # cpu | gpu | bigmem
     partitions: tuple[str, ...]
-
-
-def ts(t: float) -> str:
-    """``SLURM_TIME_FORMAT=standard`` local time (``YYYY-MM-DDTHH:MM:SS``), as the collectors' runner gets."""
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(t))
-
-
-def duration(seconds: float) -> str:
-    """SLURM duration ``[D-]HH:MM:SS`` (sacct ``Elapsed``/``Timelimit``, scontrol ``MaxTime``)."""
-    s = int(seconds)
-    d, s = divmod(s, 86400)
-    h, s = divmod(s, 3600)
-    m, s = divmod(s, 60)
-    return f"{d}-{h:02d}:{m:02d}:{s:02d}" if d else f"{h:02d}:{m:02d}:{s:02d}"
-
-
-def cpu_time(seconds: float) -> str:
-    """Format a CPU time as sacct prints ``TotalCPU``: ``MM:SS.mmm`` under an hour, else ``[D-]HH:MM:SS``."""
-    if seconds < 3600:
-        m, s = divmod(seconds, 60)
-        return f"{int(m):02d}:{s:06.3f}"
-    return duration(seconds)
-
-
-def hostlist(prefix: str, width: int, lo: int, hi: int) -> str:
-    """Compact SLURM host list ``prefix[lo-hi]`` (zero-padded to ``width``), a single name when lo == hi."""
-    if lo == hi:
-        return f"{prefix}{lo:0{width}d}"
-    return f"{prefix}[{lo:0{width}d}-{hi:0{width}d}]"
 
 
 def _layout(n: int) -> tuple[list[_Node], dict[str, tuple[str, int, int, int]], dict[str, list[str]]]:

@@ -2,7 +2,8 @@
 
 Subcommands: ``status`` (the overview screen), ``exporter`` and ``analytics`` (the two services), ``recommend``
 (data-driven advice for a user), ``build`` (rules, Alertmanager configuration and dashboards), ``syscheck`` (the
-system check) and ``targets`` (Prometheus file_sd targets from SLURM's node list).
+system check), ``targets`` (Prometheus file_sd targets from SLURM's node list) and ``sim`` (the simulated cluster:
+history backfill, live exporter, command outputs).
 
 Each subcommand is one entry of :data:`SUBCOMMANDS` (name, help, a function adding its options, a function
 running it), so adding one touches only that table and its module. ``nomade exporter ARGS...`` hands ``ARGS``
@@ -174,6 +175,15 @@ def _targets_cli():  # imported only when the subcommand runs
     return targets
 
 
+# -- nomade sim --------------------------------------------------------------------------------------------------
+
+
+def _sim_cli():  # imported only when the subcommand runs (the simulation needs numpy)
+    from . import sim
+
+    return sim
+
+
 # -- dispatch ----------------------------------------------------------------------------------------------------
 
 
@@ -219,6 +229,11 @@ SUBCOMMANDS: dict[str, Subcommand] = {
         "write Prometheus file_sd targets of the node exporters from SLURM's node list",
         lambda p: _targets_cli().add_options(p),
         lambda args: _targets_cli().run(args),
+    ),
+    "sim": Subcommand(
+        "the simulated SLURM cluster: backfill its history into Prometheus, serve it live, render its commands",
+        lambda p: _sim_cli().add_options(p),
+        lambda args: _sim_cli().run(args),
     ),
     "exporter": Subcommand("run the metrics exporter (same options as nomade-exporter)", None, _run_exporter),
     "analytics": Subcommand(

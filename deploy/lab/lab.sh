@@ -33,7 +33,7 @@ export SLURM_CONF="$LAB/etc/slurm.conf"
 export LC_ALL=C
 
 # nodejs/npm: the dashboard tests turn Grafana's published schema (@grafana/schema, npm) into JSON Schema.
-# shellcheck: the tests lint the SLURM prolog/epilog hooks (deploy/slurm/).
+# ShellCheck is installed because the tests lint the SLURM prolog/epilog hooks (deploy/slurm/).
 PACKAGES=(slurm-wlm slurmdbd munge mariadb-server sysstat prometheus prometheus-alertmanager
           victoria-metrics curl python3 nodejs npm shellcheck)
 BINARIES=(/usr/sbin/slurmctld /usr/sbin/slurmd /usr/sbin/slurmdbd /usr/sbin/munged /usr/bin/mysqld_safe
@@ -519,6 +519,7 @@ cmd_reset() {
             log "reset: cancelling jobs $ids"
             # shellcheck disable=SC2086
             scancel $ids 2>/dev/null || true
+            # shellcheck disable=SC2016  # $(squeue ...) must expand in the inner bash, not here
             wait_for 60 "jobs gone" bash -c '[[ -z $(squeue -h -o %i) ]]' || warn "some jobs still listed"
         fi
     fi
@@ -530,14 +531,14 @@ cmd_reset() {
     # slurmd per host, cgroup/v1 names each one's tree slurm_<node>). rmdir only removes empty cgroups.
     local d
     for d in /sys/fs/cgroup/*/slurm /sys/fs/cgroup/*/slurm_*; do
-        [[ -d $d ]] && find "$d" -depth -mindepth 1 -type d -exec rmdir {} + 2>/dev/null || true
+        if [[ -d $d ]]; then find "$d" -depth -mindepth 1 -type d -exec rmdir {} + 2>/dev/null || true; fi
     done
     log "reset: done"
 }
 
 # ---------------------------------------------------------------------------------------------- status
 cmd_status() {
-    local n line
+    local n
     show() { printf '  %-12s %s\n' "$1" "$2"; }
     state() { if pid_alive "$1" "${2:-}"; then echo "running (pid $(<"$1"))"; else echo "stopped"; fi; }
     echo "lab state: $LAB"

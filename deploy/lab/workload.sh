@@ -91,6 +91,7 @@ if [[ -n ${old_jobs// /} ]]; then
     log "cancelling jobs left by an earlier run: $old_jobs"
     # shellcheck disable=SC2086
     scancel $old_jobs
+    # shellcheck disable=SC2016  # $(squeue ...) must expand in the inner bash, not here
     wait_until "earlier jobs gone" bash -c '[[ -z $(squeue -h -o %i) ]]'
 fi
 

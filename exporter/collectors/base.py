@@ -10,6 +10,7 @@ scrape goes on (DESIGN.md principle 2).
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from abc import ABC, abstractmethod
@@ -40,6 +41,9 @@ class CollectorContext:
         proc_root: root of the proc filesystem (``/proc``; a fixture tree in tests).
         sys_root: root of sysfs (``/sys``).
         clock: wall clock in Unix seconds, injectable for tests.
+        statvfs: the ``statvfs(3)`` call the filesystem collector makes per mount point (``os.statvfs``); the
+            simulated cluster passes :func:`nomade.sim.render_node.statvfs_for`, tests a fake. It must return an
+            ``os.statvfs_result`` or raise ``OSError`` like ``os.statvfs``.
 
     """
 
@@ -49,6 +53,7 @@ class CollectorContext:
     proc_root: Path = Path("/proc")
     sys_root: Path = Path("/sys")
     clock: Callable[[], float] = time.time
+    statvfs: Callable[[str], os.statvfs_result] = os.statvfs
 
 
 class Collector(ABC):

@@ -88,7 +88,7 @@ class FilesystemCollector(Collector):
         fs_types_exclude: regex (default :data:`DEFAULT_FS_TYPES_EXCLUDE`).
         timeout: seconds one statvfs may take before the mount is reported stuck (default 5).
 
-    ``statfs`` (an attribute, ``os.statvfs`` by default) can be replaced for tests.
+    ``statfs`` (an attribute, ``CollectorContext.statvfs`` = ``os.statvfs`` by default) can be replaced for tests.
     """
 
     name = "filesystem"
@@ -142,7 +142,7 @@ class FilesystemCollector(Collector):
         self.mp_exclude = re.compile(str(self.option("mount_points_exclude", DEFAULT_MOUNT_POINTS_EXCLUDE)))
         self.fs_exclude = re.compile(str(self.option("fs_types_exclude", DEFAULT_FS_TYPES_EXCLUDE)))
         self.timeout = float(self.option("timeout", DEFAULT_TIMEOUT))
-        self.statfs: StatFs = os.statvfs
+        self.statfs: StatFs = ctx.statvfs
         self._stuck: dict[str, _Call] = {}
         self._stuck_lock = threading.Lock()
 

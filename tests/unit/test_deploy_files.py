@@ -313,3 +313,13 @@ def test_systemd_analyze_catches_a_bad_key(tmp_path):
     text = UNITS[0].read_text().replace("NoNewPrivileges=yes", "NoNewPrivileges=yes\nProtectEverything=yes")
     res = _verify(tmp_path, text, "bad.service")
     assert "Unknown key 'ProtectEverything'" in res.stdout + res.stderr
+
+
+def test_deploy_shell_scripts_pass_shellcheck() -> None:
+    # The lab and demo scripts run as root and start services: ShellCheck's warnings (unquoted expansions, unused
+    # variables, A && B || C) are bugs there. `make test` installs shellcheck, so a missing one fails.
+    assert shutil.which("shellcheck"), "shellcheck not installed (deploy/lab/lab.sh install adds it)"
+    scripts = sorted(str(p) for p in (REPO / "deploy").rglob("*.sh"))
+    assert any(s.endswith("deploy/sim/sim.sh") for s in scripts) and any(s.endswith("lab.sh") for s in scripts)
+    proc = subprocess.run(["shellcheck", "-x", *scripts], capture_output=True, text=True, timeout=120, cwd=REPO)
+    assert proc.returncode == 0, proc.stdout
