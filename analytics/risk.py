@@ -40,11 +40,13 @@ Retraining policy
 * **Comparison**: the serving model is scored on the same holdout. When it was trained on part of it (its
   ``train_end`` is after the first holdout submit) both are compared on the holdout jobs submitted after
   ``train_end`` only, if at least :data:`MIN_COMPARE_JOBS` with both outcomes remain (else on the whole holdout,
-  which favours the serving model: the conservative direction). The candidate is **rejected** when its AUC-ROC is
-  lower by more than :data:`AUC_TOLERANCE` (0.01: the standard error of an AUC on a few hundred jobs is 0.02-0.03,
-  Hanley & McNeil 1982, Radiology 143(1)), or when it has no AUC and the serving model has one; otherwise it is
-  **accepted**. A training error counts as **failed**. The serving model stays in every case but acceptance
-  (``nomade_model_retrains_total{result}``).
+  which favours the serving model: the conservative direction). Every figure of the comparison (and the published
+  holdout AUC-ROC and Brier score) weighs each submission once (:func:`submission_weights`: the tasks of one job
+  array share the weight 1), so that one array's tied scores cannot decide it. The candidate is **rejected** when
+  its AUC-ROC is lower by more than :data:`AUC_TOLERANCE` (0.01: the standard error of an AUC on a few hundred
+  jobs is 0.02-0.03, Hanley & McNeil 1982, Radiology 143(1)), or when it has no AUC and the serving model has one;
+  otherwise it is **accepted**. A training error counts as **failed**. The serving model stays in every case but
+  acceptance (``nomade_model_retrains_total{result}``).
 * **No refit**: the accepted candidate is served exactly as fitted and evaluated (DESIGN.md 7: what is evaluated is
   what is served). The newest 20 % still inform it at serving time through ``history`` (user history, neighbours);
   they enter the model's parameters at the next retraining.
@@ -261,20 +263,56 @@ def baseline_scores(jobs: pd.DataFrame, history: pd.DataFrame) -> np.ndarray:
     return np.where(known, p, np.nan)
 
 
-def holdout_metrics(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
-    """AUC-ROC and Brier score of scores ``p`` for labels ``y`` (NaN scores dropped; AUC NaN with one class)."""
+def submission_weights(jobs: pd.DataFrame) -> np.ndarray:
+    """Weight 1 / (jobs in the same submission) per job: each ``sbatch`` counts once in an evaluation.
+
+    A submission is the jobs sharing user, job name and submit second: the tasks of one job array (``sbatch
+    --array``) or a scripted burst. Their submit-time features are identical, so with one weight per job a single
+    400-task array is 400 tied scores and decides the holdout's AUC alone; with these weights every submission
+    weighs 1 (the same idea as clustered AUC, Obuchowski 1997, Biometrics 53(2)). Columns used: ``user``,
+    ``job_name``, ``submit_time``; a missing column is treated as distinct per job.
+
+    Returns:
+        float array of shape (len(jobs),), each in (0, 1]; they sum to the number of submissions.
+
+    """
+    n = len(jobs)
+    if n == 0:
+        return np.zeros(0)
+    keys = []
+    for col in ("user", "job_name", "submit_time"):
+        keys.append(jobs[col].astype(str).to_numpy() if col in jobs.columns else np.arange(n).astype(str))
+    key = pd.Series([f"{a}\x1f{b}\x1f{c}" for a, b, c in zip(*keys, strict=True)])
+    return (1.0 / key.map(key.value_counts()).to_numpy(float)).astype(float)
+
+
+def holdout_metrics(y: np.ndarray, p: np.ndarray, w: np.ndarray | None = None) -> dict[str, float]:
+    """AUC-ROC and Brier score of scores ``p`` for labels ``y`` (NaN scores dropped; AUC NaN with one class).
+
+    Args:
+        y: labels, shape (n,), 1 = failed.
+        p: scores in [0, 1], shape (n,).
+        w: optional sample weights, shape (n,) (:func:`submission_weights`); ``None`` = 1 per job.
+
+    Returns:
+        ``auc_roc``, ``brier`` (weighted when ``w`` is given), ``n`` (jobs), ``positives`` (failed jobs) and
+        ``submissions`` (sum of the weights).
+
+    """
     from sklearn.metrics import brier_score_loss, roc_auc_score
 
     y = np.asarray(y).astype(int)
     p = np.asarray(p, dtype=float)
+    w = np.ones(len(y)) if w is None else np.asarray(w, dtype=float)
     ok = np.isfinite(p)
-    y, p = y[ok], np.clip(p[ok], 0.0, 1.0)
+    y, p, w = y[ok], np.clip(p[ok], 0.0, 1.0), w[ok]
     two = 0 < y.sum() < len(y)
     return {
-        "auc_roc": float(roc_auc_score(y, p)) if two else math.nan,
-        "brier": float(brier_score_loss(y, p)) if len(y) else math.nan,
+        "auc_roc": float(roc_auc_score(y, p, sample_weight=w)) if two else math.nan,
+        "brier": float(brier_score_loss(y, p, sample_weight=w)) if len(y) else math.nan,
         "n": int(len(y)),
         "positives": int(y.sum()),
+        "submissions": float(w.sum()),
     }
 
 
@@ -798,15 +836,16 @@ class RiskEngine:
         cand = self._factory(setting, self.config.models, self.config.cost_ratio, self.seed)
         cand.fit(train)
         y = hold["failed"].astype(float).to_numpy().astype(int)
+        w = submission_weights(hold)  # one vote per sbatch: a 400-task array must not decide the comparison alone
         cols = _predict_all(cand, hold, history)
-        cand_m = holdout_metrics(y, cols["risk"])
+        cand_m = holdout_metrics(y, cols["risk"], w)
         members = {
-            name: holdout_metrics(y, cols[name])["auc_roc"]
+            name: holdout_metrics(y, cols[name], w)["auc_roc"]
             for name in cols.columns
             if name not in ("risk", "autoencoder_score", "ood", "ood_score") and not name.startswith("p_")
         }
         if "baseline" not in members:
-            members["baseline"] = holdout_metrics(y, baseline_scores(hold, history))["auc_roc"]
+            members["baseline"] = holdout_metrics(y, baseline_scores(hold, history), w)["auc_roc"]
         with self._lock:
             current = self._serving.get(setting)
         compare = {"on": "holdout", "n": int(len(hold))}
@@ -825,11 +864,11 @@ class RiskEngine:
                     compare["note"] = "current model saw part of the holdout"
             try:
                 cur_risk = current.pipeline.predict(hold, history)["risk"].to_numpy(float)
-                cur_auc = holdout_metrics(y[mask], cur_risk[mask])["auc_roc"]
+                cur_auc = holdout_metrics(y[mask], cur_risk[mask], w[mask])["auc_roc"]
             except Exception as exc:  # e.g. an old artefact that no longer fits the data: it cannot win
                 log.warning("risk: the serving %s model cannot score the holdout: %s", setting, exc)
                 cur_auc = math.nan
-            cand_auc = holdout_metrics(y[mask], cols["risk"].to_numpy(float)[mask])["auc_roc"]
+            cand_auc = holdout_metrics(y[mask], cols["risk"].to_numpy(float)[mask], w[mask])["auc_roc"]
             compare.update({"candidate_auc_roc": cand_auc, "current_auc_roc": cur_auc, "current": current.version})
         accepted = accept_candidate(cand_auc, cur_auc)
         log.info(

@@ -21,7 +21,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor, wait
+from concurrent.futures import Executor, Future, ThreadPoolExecutor, wait
 
 from prometheus_client.core import Metric
 
@@ -95,14 +95,26 @@ class ScrapeOrchestrator:
         collectors: the enabled collector instances.
         runner: the shared command runner (its error counters become self-metrics).
         scrape_timeout: total seconds a scrape waits for collectors.
+        executor: where collections run (default: a thread pool of ``max(4, len(collectors))`` threads, so a
+            frozen source costs only the deadline). An executor whose ``submit`` runs the call at once in the
+            caller's thread makes each scrape sequential and the deadline moot; the simulated cluster's history
+            uses one, sparing thread hand-offs when no source can hang. ``close`` shuts it down.
 
     """
 
-    def __init__(self, collectors: Sequence[Collector], runner: CommandRunner, scrape_timeout: float = 25.0) -> None:
+    def __init__(
+        self,
+        collectors: Sequence[Collector],
+        runner: CommandRunner,
+        scrape_timeout: float = 25.0,
+        executor: Executor | None = None,
+    ) -> None:
         self.collectors = list(collectors)
         self.runner = runner
         self.scrape_timeout = scrape_timeout
-        self._pool = ThreadPoolExecutor(max_workers=max(4, len(self.collectors)), thread_name_prefix="collector")
+        self._pool = executor or ThreadPoolExecutor(
+            max_workers=max(4, len(self.collectors)), thread_name_prefix="collector"
+        )
         self._running: dict[str, Future[tuple[MetricSet, float]]] = {}
         self._last_success: dict[str, float] = {}
         self._failures: Counter[tuple[str, str]] = Counter()

@@ -65,6 +65,8 @@ PRIORITY_MAX_AGE_S = 7 * DAY
 """PriorityMaxAge (slurm.conf(5) default ``7-0``): the age factor saturates at 1 after that."""
 W_AGE, W_FAIRSHARE, W_SIZE, W_PARTITION = 1000, 10000, 1000, 1000
 """PriorityWeight{Age,FairShare,JobSize,Partition} of the simulated slurm.conf."""
+SURGE_BROKEN_P = {"array_scan": 0.4, "param_sweep": 0.15, "bootstrap": 0.1}
+"""Probability that a surge array is broken (most of its tasks fail fast), by job name: the demo's own choice."""
 
 # Event classes, in the order events at the same instant run: ends free resources before a crash, a crash before
 # submissions, and the scheduling pass sees all of them.
@@ -470,11 +472,17 @@ class Simulation:
         lim = int(rng.choice(wl.surge_limit_choices))
         limit = int(rng.choice((1800, 3600)))
         name = str(rng.choice(("param_sweep", "array_scan", "bootstrap")))
+        # Array failures are correlated, as at real sites: a bad input list or a broken script makes most tasks of
+        # one array fail within a minute or two, while a healthy array loses a few tasks. Which array is broken is
+        # drawn per array, more often for some job names (a submit-time fact a model can learn).
+        broken = rng.random() < SURGE_BROKEN_P[name]
+        p_fail = 0.6 if broken else 0.02
         u = rng.random((n, 4))
         tasks = []
         for i in range(n):
-            failed = u[i, 2] < 0.03
-            tasks.append(_Params("array", float(300 + 1200 * u[i, 0]), "FAILED" if failed else "COMPLETED",
+            failed = u[i, 2] < p_fail
+            runtime = 30 + 90 * u[i, 0] if failed and broken else 300 + 1200 * u[i, 0]
+            tasks.append(_Params("array", float(runtime), "FAILED" if failed else "COMPLETED",
                                  1 if failed else 0, 0, float(0.8 + 0.18 * u[i, 1]), 0.0, math.inf, 0.05,
                                  cpus * 1.0e9 * (0.3 + 0.5 * u[i, 3]), 0.0, cpus * 2000.0 * MIB, 1e6, 2e6, 0.0, 0.0,
                                  2.0, 0.0, 0.0, math.inf, 0.0, False, cpus, 0))  # fmt: skip

@@ -648,31 +648,35 @@ def job_io_split(state: ClusterState, job: Job) -> list[tuple[int, str, int, int
     """How the job tree spreads a job's I/O over its processes: ``(cluster pid, node, read, write, network)``.
 
     The batch shell (first pid of the first node) carries every read byte and the written bytes of the class
-    (network or local) of ``job.workdir``; the next pid carries the written bytes of the other class; every
-    other process has 0. The class of a pid is fixed for the job's life, so per-pid counters only grow and
-    the job I/O collector's per-job totals equal ``sum(job.read_bytes)`` and, per ``fs`` label, the sums of
-    ``job.write_bytes`` over network / local mount points. A job with a single process that writes to both
-    classes cannot be split this way: everything is attributed to its workdir's class (documented gap).
+    (network or local) of ``job.workdir``; when the job also writes to the other class (a mount point of
+    ``job.write_bytes`` on it: the keys are fixed for the job's life), the next pid in ``job.pids`` order carries
+    those bytes. Only these one or two processes are returned: the job tree lists no process without I/O, so the
+    collectors read as few ``/proc`` files as the mapping needs (history generation reads them at every step).
+    The class of a pid is fixed for the job's life, so per-pid counters only grow and the job I/O collector's
+    per-job totals equal ``sum(job.read_bytes)`` and, per ``fs`` label, the sums of ``job.write_bytes`` over
+    network / local mount points. A job with a single process that writes to both classes cannot be split this
+    way: everything is attributed to its workdir's class (documented gap).
     """
     spec_fs = state.spec.filesystems
-    procs = [(cluster_pid(state, n, p), n) for n in job.nodes for p in job.pids.get(n, ())]
+    net_main = _fs_class(spec_fs, job.workdir)
+    both = any(_fs_class(spec_fs, mp) != net_main for mp in job.write_bytes)
+    procs: list[tuple[int, str]] = []
+    for n in job.nodes:
+        for p in job.pids.get(n, ()):
+            procs.append((cluster_pid(state, n, p), n))
+            if len(procs) == 1 + both:
+                break
+        if len(procs) == 1 + both:
+            break
     if not procs:
         return []
-    net_main = _fs_class(spec_fs, job.workdir)
     w_net = sum(v for mp, v in job.write_bytes.items() if _fs_class(spec_fs, mp))
     w_loc = sum(v for mp, v in job.write_bytes.items() if not _fs_class(spec_fs, mp))
     main_w, other_w = (w_net, w_loc) if net_main else (w_loc, w_net)
     read = sum(job.read_bytes.values())
-    out = []
-    for k, (pid, n) in enumerate(procs):
-        if k == 0:
-            w = main_w + (other_w if len(procs) == 1 else 0)
-            out.append((pid, n, read, w, net_main))
-        elif k == 1:
-            out.append((pid, n, 0, other_w, not net_main))
-        else:
-            out.append((pid, n, 0, 0, net_main))
-    return out
+    if len(procs) == 1:
+        return [(procs[0][0], procs[0][1], read, main_w + other_w, net_main)]
+    return [(procs[0][0], procs[0][1], read, main_w, net_main), (procs[1][0], procs[1][1], 0, other_w, not net_main)]
 
 
 def _comm(job: Job, k: int) -> str:
@@ -689,9 +693,10 @@ def write_job_tree(state: ClusterState, root: Path) -> None:
     (sum of ``mem_bytes``), ``memory.peak`` (sum of ``mem_peak_bytes``), ``memory.max`` (``req_mem_mib`` x
     number of nodes in bytes; ``--mem=0`` gives the nodes' RealMemory), ``memory.stat`` (``anon`` = current,
     ``file`` 0: the simulation models no per-job page cache), ``memory.swap.current`` (sum of ``swap_bytes``),
-    ``memory.events`` (``oom``/``oom_kill`` = ``oom_kills``), ``pids.current``, and the processes in
-    ``step_batch/user/task_0/cgroup.procs`` (``cgroup.threads``: one thread each). All figures are the SUM over
-    the job's nodes (one cgroup per job), so a ``sum by (job_id)`` equals the job's total.
+    ``memory.events`` (``oom``/``oom_kill`` = ``oom_kills``), ``pids.current``, and the processes of
+    :func:`job_io_split` (the one or two carrying the job's I/O) in ``step_batch/user/task_0/cgroup.procs``
+    (``cgroup.threads``: one thread each). All figures are the SUM over the job's nodes (one cgroup per job), so a
+    ``sum by (job_id)`` equals the job's total.
 
     Processes: ``proc/<cluster pid>/{stat,io,comm,environ}``, an empty ``fd/`` and a ``cwd`` link (see
     :func:`job_io_split` and :func:`_anchors`); ``environ`` carries ``SLURM_JOB_ID``, ``SLURM_JOB_USER`` and,

@@ -43,6 +43,7 @@ import logging
 import shutil
 from collections import Counter
 from collections.abc import Callable, Iterable
+from concurrent.futures import Executor, Future
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -94,6 +95,24 @@ SCRAPE_TIMEOUT = 60.0
 machine generating history must not turn a slow collection into ``up 0``)."""
 
 
+class InlineExecutor(Executor):
+    """An executor running each submitted call at once, in the caller's thread (a completed future comes back).
+
+    Given to the orchestrators by ``SimWorld(..., sequential=True)``: a scrape then runs its collectors one after
+    the other without thread hand-offs. A simulated source never hangs, so the orchestrator's deadline (the
+    reason its collectors run in threads on a real cluster) has nothing to guard against.
+    """
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        """Run ``fn(*args, **kwargs)`` now; its result or its exception (an ``Exception``) is in the future."""
+        fut: Future[Any] = Future()
+        try:
+            fut.set_result(fn(*args, **kwargs))
+        except Exception as exc:  # the orchestrator reports it as the collector's failure, as from a thread
+            fut.set_exception(exc)
+        return fut
+
+
 def _controller_options(name: str) -> dict[str, Any]:
     if name == "slurm_queue":
         return {"per_job": True}
@@ -114,6 +133,9 @@ class SimWorld:
             then ignored).
         tree_dir: where the rendered ``cluster/`` and ``nodes/`` trees go (default ``workdir``); a tmpfs
             (``/dev/shm``) makes the thousands of small atomic rewrites per step several times cheaper.
+        sequential: run each scrape's collectors one after the other in the calling thread
+            (:class:`InlineExecutor`) instead of the orchestrators' thread pools: same series, less overhead;
+            history generation uses it (False keeps the live exporter's threads and deadline).
 
     Not thread-safe: one caller advances and collects.
 
@@ -129,6 +151,7 @@ class SimWorld:
         workload: WorkloadModel | None = None,
         simulation: Simulation | None = None,
         tree_dir: Path | None = None,
+        sequential: bool = False,
     ) -> None:
         from .render_node import statvfs_for, write_job_tree, write_node_tree
         from .runner import SimRunner
@@ -176,7 +199,7 @@ class SimWorld:
                 c.statfs = statvfs  # the collector's own hook, whether or not it reads ctx.statvfs
             collectors.append(c)
         self.groups: list[tuple[str | None, ScrapeOrchestrator]] = [
-            (None, ScrapeOrchestrator(collectors, self.runner, scrape_timeout=SCRAPE_TIMEOUT))
+            (None, self._orchestrator(collectors, self.runner, sequential))
         ]
         for node in self.spec.instrumented:
             root = self.nodes_root / node
@@ -194,7 +217,7 @@ class SimWorld:
                 classes[n](self._ctx(node_runner, opts_by_name.get(n, {}), root, state_dir=self.state_dir / node))
                 for n in names
             ]
-            self.groups.append((node, ScrapeOrchestrator(node_collectors, node_runner, scrape_timeout=SCRAPE_TIMEOUT)))
+            self.groups.append((node, self._orchestrator(node_collectors, node_runner, sequential)))
         self.samplers: list[Sampler[Any]] = []
         for _, orch in self.groups:
             for c in orch.collectors:
@@ -210,6 +233,11 @@ class SimWorld:
         self._last_ok: dict[tuple[str | None, str], float] = {}
 
     # -- plumbing ---------------------------------------------------------------------------------------------
+
+    @staticmethod
+    def _orchestrator(collectors: list[Collector], runner: Any, sequential: bool) -> ScrapeOrchestrator:
+        executor = InlineExecutor() if sequential else None
+        return ScrapeOrchestrator(collectors, runner, scrape_timeout=SCRAPE_TIMEOUT, executor=executor)
 
     def _state(self) -> ClusterState:
         return self.sim.state

@@ -15,10 +15,11 @@
 #   NOMADE_SIM_DIR   state directory (default ${XDG_STATE_HOME:-$HOME/.local/state}/nomade-sim)
 #   SEED             simulation seed (default 42)
 #   DAYS             days of history (default 1; fractions allowed)
-#   NOMADE_SIM_STEP  seconds between history samples (default 300)
-#   The defaults keep the start-up near two minutes on two cores: generating history costs about 0.35 s of CPU per
-#   step (the real collectors reading the rendered sources of ~250 running jobs), so DAYS=2 NOMADE_SIM_STEP=120
-#   (1441 steps) takes about ten minutes.
+#   NOMADE_SIM_STEP  seconds between history samples (default 120: rate() over the rules' and dashboards' 5 m
+#                    windows needs at least two points)
+#   Generating history costs about 0.25 s of CPU per step on two cores (the real collectors reading the rendered
+#   sources of ~250 running jobs, promtool overlapping), so the defaults (721 steps) take about three minutes and
+#   DAYS=2 (1441 steps) about six; DAYS=0.5 halves the wait.
 #   NOMADE_SIM_PROM_PORT (9190), NOMADE_SIM_AM_PORT (9193), NOMADE_SIM_EXPORTER_PORT (9196),
 #   NOMADE_SIM_ANALYTICS_PORT (9197): ports on 127.0.0.1, away from the lab's 9090/9093/9866/9867
 #   NOMADE_SIM_PYTHON_BIN  directory holding nomade and nomade-analytics (default: the checkout's .venv/bin)
@@ -29,7 +30,7 @@ ROOT="$(cd "$HERE/../.." && pwd)"
 DIR="${NOMADE_SIM_DIR:-${XDG_STATE_HOME:-$HOME/.local/state}/nomade-sim}"
 SEED="${SEED:-42}"
 DAYS="${DAYS:-1}"
-STEP="${NOMADE_SIM_STEP:-300}"
+STEP="${NOMADE_SIM_STEP:-120}"
 PROM_ADDR="127.0.0.1:${NOMADE_SIM_PROM_PORT:-9190}"
 AM_ADDR="127.0.0.1:${NOMADE_SIM_AM_PORT:-9193}"
 EXPORTER_ADDR="127.0.0.1:${NOMADE_SIM_EXPORTER_PORT:-9196}"

@@ -69,7 +69,14 @@ from ..parsers.proc_pid_io import ProcIo, parse_pid_io, parse_pid_stat
 from ..runner import CommandError
 from ..sampler import Sampler
 from .base import Collector, CollectorContext, CollectorError
-from .job_usage import SLURMSTEPD_COMM, find_job_cgroups, list_job_pids, read_text, slurm_cgroups_present
+from .job_usage import (
+    SLURMSTEPD_COMM,
+    find_job_cgroups,
+    list_job_pids,
+    read_text,
+    read_text_checked,
+    slurm_cgroups_present,
+)
 
 NETWORK_FS_TYPES = frozenset(
     {
@@ -378,8 +385,9 @@ class JobIoCollector(Collector):
             return self.acc.snapshot()
 
     def _read_proc(self, pid: int) -> tuple[ProcReading | None, int]:
-        base = self.ctx.proc_root / str(pid)
-        st_text = read_text(base / "stat")
+        # Path strings, not Path objects: this runs for every job process at every reading.
+        base = f"{self.ctx.proc_root}/{pid}"
+        st_text = read_text(f"{base}/stat")
         if st_text is None:
             return None, 0  # exited between listing and reading
         st = parse_pid_stat(st_text)
@@ -387,7 +395,7 @@ class JobIoCollector(Collector):
         if not st.records or st.records[0].comm == SLURMSTEPD_COMM:
             return None, 0
         try:
-            io_text = (base / "io").read_text(errors="replace")
+            io_text = read_text_checked(f"{base}/io")
         except PermissionError:
             return None, 1
         except OSError:
@@ -407,24 +415,25 @@ class JobIoCollector(Collector):
         res = parse_mountinfo(text)
         return {os.makedev(m.major, m.minor): m.fstype for m in res.records}
 
-    def _fs_of_dev(self, dev: int, base: Path) -> str | None:
+    def _fs_of_dev(self, dev: int, base: Path | str) -> str | None:
         fs = self._dev_fs.get(dev)
         if fs is None:
             # A mount only in the job's mount namespace (job_container/tmpfs): look at the process's view.
-            self._dev_fs.update(self._mount_types(base / "mountinfo"))
+            self._dev_fs.update(self._mount_types(Path(base) / "mountinfo"))
             fs = self._dev_fs.get(dev)
             if fs is None:
                 self._dev_fs[dev] = ""  # unknown: do not re-read for every descriptor
         return fs or None
 
-    def _network_share(self, base: Path) -> float:
+    def _network_share(self, base: Path | str) -> float:
         net = local = 0
+        fd_dir = f"{base}/fd"
         try:
-            fds = os.listdir(base / "fd")
+            fds = os.listdir(fd_dir)
         except OSError:
             fds = []
         for name in fds[: self.max_fds]:
-            link = base / "fd" / name
+            link = f"{fd_dir}/{name}"
             try:
                 if not os.lstat(link).st_mode & stat.S_IWUSR:
                     continue  # not open for writing
@@ -443,7 +452,7 @@ class JobIoCollector(Collector):
         if net + local:
             return net / (net + local)
         try:
-            fs = self._fs_of_dev(os.stat(base / "cwd").st_dev, base)
+            fs = self._fs_of_dev(os.stat(f"{base}/cwd").st_dev, base)
         except OSError:
             return 0.0
         return 1.0 if fs in self.network_fs else 0.0

@@ -156,8 +156,9 @@ def find_job_cgroups(sys_root: Path) -> dict[str, JobCgroup]:
                 if scope in seen or not scope.is_dir():
                     continue
                 seen.add(scope)
+                scope_parts = scope.relative_to(root).parts  # once per scope: pathlib is costly per job
                 for job_dir in _subdirs(scope, "job_"):
-                    name = parse_job_cgroup_path(job_dir.relative_to(root).parts)
+                    name = parse_job_cgroup_path((*scope_parts, job_dir.name))
                     if name is None or name.job_id in jobs:
                         continue
                     jobs[name.job_id] = JobCgroup(name.job_id, 2, name.slurm_node, None, {"unified": job_dir})
@@ -188,11 +189,34 @@ def _subdirs(path: Path, prefix: str = "") -> Iterator[Path]:
             continue
 
 
-def read_text(path: Path) -> str | None:
-    """A cgroup or proc file's text, ``None`` when it does not exist or vanished (the job ended)."""
+def read_text_checked(path: Path | str) -> str:
+    """A cgroup or proc file's text, decoded as UTF-8 with replacement and with universal newlines.
+
+    Exactly what ``open(path, encoding="utf-8", errors="replace").read()`` returns, but read with
+    ``os.open``/``os.read``: the per-job collectors read several small files per job and process, where the
+    text-file object's setup was most of the cost.
+
+    Raises:
+        OSError: the file cannot be read (``FileNotFoundError`` when it vanished, ``PermissionError``...).
+
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     try:
-        with open(path, encoding="utf-8", errors="replace") as fh:
-            return fh.read()
+        chunks = []
+        while chunk := os.read(fd, 65536):
+            chunks.append(chunk)
+    finally:
+        os.close(fd)
+    text = b"".join(chunks).decode("utf-8", "replace")
+    if "\r" in text:
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
+    return text
+
+
+def read_text(path: Path | str) -> str | None:
+    """:func:`read_text_checked`, or ``None`` when the file does not exist, vanished (the job ended) or errs."""
+    try:
+        return read_text_checked(path)
     except OSError:
         return None
 
@@ -204,6 +228,26 @@ def walk_cgroup(job_dir: Path) -> Iterator[Path]:
         d = stack.pop()
         yield d
         stack.extend(reversed(list(_subdirs(d))))
+
+
+def _walk_paths(job_dir: str) -> Iterator[str]:
+    """:func:`walk_cgroup` on path strings (same order: depth first, names sorted, links not followed)."""
+    stack = [job_dir]
+    while stack:
+        d = stack.pop()
+        yield d
+        try:
+            entries = sorted(os.scandir(d), key=lambda e: e.name)
+        except OSError:
+            continue
+        subdirs = []
+        for e in entries:
+            try:
+                if e.is_dir(follow_symlinks=False):
+                    subdirs.append(e.path)
+            except OSError:
+                continue
+        stack.extend(reversed(subdirs))
 
 
 @dataclass
@@ -230,8 +274,8 @@ def list_job_pids(job: JobCgroup) -> PidListing | None:
     out = PidListing()
     thread_file = "cgroup.threads" if job.version == 2 else "tasks"
     seen: set[int] = set()
-    for cg in walk_cgroup(d):
-        text = read_text(cg / "cgroup.procs")
+    for cg in _walk_paths(str(d)):
+        text = read_text(f"{cg}/cgroup.procs")
         if text is not None:
             res = parse_pid_list(text)
             out.issues += len(res.issues)
@@ -239,7 +283,7 @@ def list_job_pids(job: JobCgroup) -> PidListing | None:
                 if pid not in seen:
                     seen.add(pid)
                     out.pids.append(pid)
-        text = read_text(cg / thread_file)
+        text = read_text(f"{cg}/{thread_file}")
         if text is not None:
             res = parse_pid_list(text)
             out.issues += len(res.issues)
@@ -249,7 +293,7 @@ def list_job_pids(job: JobCgroup) -> PidListing | None:
 
 def pid_comm(proc_root: Path, pid: int) -> str | None:
     """``comm`` of a process from ``/proc/<pid>/stat``; ``None`` when it is gone."""
-    text = read_text(proc_root / str(pid) / "stat")
+    text = read_text(f"{proc_root}/{pid}/stat")
     if text is None:
         return None
     res = parse_pid_stat(text)
@@ -415,12 +459,15 @@ class JobUsageCollector(Collector):
             else:
                 cpu = self._v2(out, job)
             listing = list_job_pids(job)
+            # Each process's comm is read once per collection (counting slurmstepd and finding a job process).
+            comms: dict[int, str | None] = {}
             if listing is not None:
                 self.count_parse_errors(listing.issues)
-                stepds = sum(1 for p in listing.pids if pid_comm(self.ctx.proc_root, p) == SLURMSTEPD_COMM)
+                comms = {p: pid_comm(self.ctx.proc_root, p) for p in listing.pids}
+                stepds = sum(1 for c in comms.values() if c == SLURMSTEPD_COMM)
                 out.add("nomade_job_usage_processes", len(listing.pids) - stepds, job_id=job.job_id)
                 out.add("nomade_job_usage_threads", listing.threads, job_id=job.job_id)
-                if job.uid is None:
+                if job.uid is None and self.user_label:  # the owner only names the user label
                     job.uid = self._owner(listing.pids)
             else:
                 listing = PidListing()
@@ -433,12 +480,12 @@ class JobUsageCollector(Collector):
             )
             if cpu is not None:
                 out.add("nomade_job_usage_cpu_idle_seconds", self._idle(job.job_id, cpu, now), job_id=job.job_id)
-            for gpu in self._gpus(job, listing.pids) or ():
+            for gpu in self._gpus(job, listing.pids, comms) or ():
                 out.info("nomade_job_usage_gpu_info", job_id=job.job_id, gpu=str(gpu))
 
     # ------------------------------------------------------------------------------------------ readers
 
-    def _value(self, path: Path) -> int | None:
+    def _value(self, path: Path | str) -> int | None:
         text = read_text(path)
         if text is None:
             return None
@@ -446,7 +493,7 @@ class JobUsageCollector(Collector):
         self.count_parse_errors(len(res.issues))
         return single_value(res)
 
-    def _keyed(self, path: Path) -> dict[str, int]:
+    def _keyed(self, path: Path | str) -> dict[str, int]:
         text = read_text(path)
         if text is None:
             return {}
@@ -492,9 +539,9 @@ class JobUsageCollector(Collector):
 
     def _v2(self, out: MetricSet, job: JobCgroup) -> float | None:
         jid = job.job_id
-        d = job.dirs["unified"]
+        d = str(job.dirs["unified"])  # path strings: seven files per job and collection
         cpu: float | None = None
-        stat = self._keyed(d / "cpu.stat")
+        stat = self._keyed(f"{d}/cpu.stat")
         if "usage_usec" in stat:
             cpu = stat["usage_usec"] / 1e6
             out.add("nomade_job_usage_cpu_seconds_total", cpu, job_id=jid)
@@ -502,15 +549,15 @@ class JobUsageCollector(Collector):
             out.add("nomade_job_usage_cpu_user_seconds_total", stat["user_usec"] / 1e6, job_id=jid)
         if "system_usec" in stat:
             out.add("nomade_job_usage_cpu_system_seconds_total", stat["system_usec"] / 1e6, job_id=jid)
-        out.add("nomade_job_usage_memory_usage_bytes", self._value(d / "memory.current"), job_id=jid)
-        out.add("nomade_job_usage_memory_peak_bytes", self._value(d / "memory.peak"), job_id=jid)
-        if (d / "memory.max").exists():
-            out.add("nomade_job_usage_memory_limit_bytes", limit_bytes(self._value(d / "memory.max")), job_id=jid)
-        mstat = self._keyed(d / "memory.stat")
+        out.add("nomade_job_usage_memory_usage_bytes", self._value(f"{d}/memory.current"), job_id=jid)
+        out.add("nomade_job_usage_memory_peak_bytes", self._value(f"{d}/memory.peak"), job_id=jid)
+        if os.path.exists(f"{d}/memory.max"):
+            out.add("nomade_job_usage_memory_limit_bytes", limit_bytes(self._value(f"{d}/memory.max")), job_id=jid)
+        mstat = self._keyed(f"{d}/memory.stat")
         out.add("nomade_job_usage_memory_rss_bytes", mstat.get("anon"), job_id=jid)
         out.add("nomade_job_usage_memory_cache_bytes", mstat.get("file"), job_id=jid)
-        out.add("nomade_job_usage_swap_bytes", self._value(d / "memory.swap.current"), job_id=jid)
-        out.add("nomade_job_usage_oom_kills_total", self._keyed(d / "memory.events").get("oom_kill"), job_id=jid)
+        out.add("nomade_job_usage_swap_bytes", self._value(f"{d}/memory.swap.current"), job_id=jid)
+        out.add("nomade_job_usage_oom_kills_total", self._keyed(f"{d}/memory.events").get("oom_kill"), job_id=jid)
         return cpu
 
     def _idle(self, job_id: str, cpu: float, now: float) -> float:
@@ -530,7 +577,7 @@ class JobUsageCollector(Collector):
                 return uid
         return None
 
-    def _gpus(self, job: JobCgroup, pids: list[int]) -> list[int] | None:
+    def _gpus(self, job: JobCgroup, pids: list[int], comms: dict[int, str | None] | None = None) -> list[int] | None:
         if self.gpu_source == "off":
             return None
         if self.gpu_source in ("auto", "devices") and job.version == 1 and "devices" in job.dirs:
@@ -543,7 +590,8 @@ class JobUsageCollector(Collector):
                     return gpus
         if self.gpu_source in ("auto", "environ"):
             for pid in pids:
-                if pid_comm(self.ctx.proc_root, pid) == SLURMSTEPD_COMM:
+                comm = comms[pid] if comms is not None and pid in comms else pid_comm(self.ctx.proc_root, pid)
+                if comm == SLURMSTEPD_COMM:
                     continue
                 try:
                     blob = (self.ctx.proc_root / str(pid) / "environ").read_bytes()

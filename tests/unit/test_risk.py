@@ -32,8 +32,10 @@ from nomade.analytics.risk import (
     baseline_scores,
     bin_shares,
     feature_psi,
+    holdout_metrics,
     psi,
     psi_reference,
+    submission_weights,
     time_holdout,
 )
 from nomade.analytics.service import AnalyticsService
@@ -864,3 +866,38 @@ def test_jobs_store_shared_between_threads_serialises_every_use(tmp_path):
     assert [store.get_meta(f"w{k}") for k in range(4)] == ["4", "4", "4", "4"]
     assert all(0 <= c <= 400 and c % 20 == 0 for c in counts)  # a reader sees whole upserts only
     store.close()
+
+
+def test_submission_weights_count_each_array_once():
+    jobs = pd.DataFrame(
+        {
+            "user": ["a", "a", "a", "a", "b", "a"],
+            "job_name": ["scan", "scan", "scan", "scan", "scan", "scan"],
+            "submit_time": [100.0, 100.0, 100.0, 100.0, 100.0, 101.0],
+        }
+    )
+    w = submission_weights(jobs)
+    assert w.tolist() == [0.25, 0.25, 0.25, 0.25, 1.0, 1.0]
+    assert w.sum() == 3.0  # three submissions: a's 4-task array, b's job, a's later job
+    assert submission_weights(jobs.iloc[:0]).shape == (0,)
+
+
+def test_weighted_holdout_metrics_let_one_array_not_decide_the_auc():
+    # 1 array of 100 tied, healthy tasks scored high, and 10 single jobs ranked perfectly (5 failed, scored high).
+    y = np.array([0] * 100 + [1] * 5 + [0] * 5)
+    p = np.array([0.9] * 100 + [0.8] * 5 + [0.1] * 5)
+    jobs = pd.DataFrame(
+        {
+            "user": ["u"] * 100 + [f"s{i}" for i in range(10)],
+            "job_name": ["arr"] * 100 + ["j"] * 10,
+            "submit_time": [5.0] * 100 + [float(i) for i in range(10)],
+        }
+    )
+    plain = holdout_metrics(y, p)
+    weighted = holdout_metrics(y, p, submission_weights(jobs))
+    # per job: 500 of the 525 negative-positive pairs involve the array's tasks, ranked above every failure
+    assert plain["auc_roc"] == pytest.approx(25 / 525)
+    # per submission: the array is one negative above the 5 failures, the 5 single negatives below them
+    assert weighted["auc_roc"] == pytest.approx(25 / 30)
+    assert weighted["submissions"] == pytest.approx(11.0) and weighted["n"] == 110 and weighted["positives"] == 5
+    assert weighted["brier"] == pytest.approx((0.81 + 5 * 0.04 + 5 * 0.01) / 11)

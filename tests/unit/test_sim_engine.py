@@ -272,3 +272,29 @@ def test_filesystems_and_quota(two_days):
     assert max(ratio, key=ratio.get) == sim.workload.near_quota_account
     assert 0.95 < ratio[sim.workload.near_quota_account] < 1.0
     assert all(v < 0.9 for a, v in ratio.items() if a != sim.workload.near_quota_account)
+
+
+def test_array_failures_are_correlated_within_an_array():
+    # Healthy arrays lose about 2 % of their tasks; broken ones about 60 %, each within 2 minutes. Which arrays are
+    # broken depends on the job name (SURGE_BROKEN_P), so the name carries signal a model can learn.
+    from nomade.sim.engine import SURGE_BROKEN_P
+
+    sim = Simulation(default_cluster(), default_workload(), seed=3, start=T0, warmup_s=0)
+    shares: dict[str, list[float]] = {name: [] for name in SURGE_BROKEN_P}
+    for k in range(300):
+        _user, name, _cpus, _limit, _lim, tasks = sim._draw_surge(np.random.default_rng([99, k]))
+        failed = [p for p in tasks if p.outcome == "FAILED"]
+        share = len(failed) / len(tasks)
+        shares[name].append(share)
+        if share > 0.3:  # broken: its failures are fast
+            assert all(30 <= p.runtime <= 120 for p in failed)
+        else:
+            assert share < 0.1
+    for name, p_broken in SURGE_BROKEN_P.items():
+        n = len(shares[name])
+        broken = sum(s > 0.3 for s in shares[name])
+        # binomial(n, p) within 4 standard deviations
+        assert abs(broken - n * p_broken) <= 4 * math.sqrt(n * p_broken * (1 - p_broken)) + 1, (name, broken, n)
+    assert sum(s > 0.3 for s in shares["array_scan"]) / len(shares["array_scan"]) > 2 * (
+        sum(s > 0.3 for s in shares["bootstrap"]) / len(shares["bootstrap"])
+    )

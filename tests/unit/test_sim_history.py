@@ -265,3 +265,17 @@ def test_real_promtool_accepts_the_chunks(tmp_path):
     got = sorted((int(line.split()[-1]), float(line.split()[-2])) for line in done)
     assert got == [((start + i * 600) * 1000, float(start + i * 600)) for i in range(res.steps)]
     assert 'instance="h:9"' in done[0] and 'job="nomade"' in done[0]
+
+
+def test_gc_tuning_is_restored():
+    import gc
+
+    from nomade.sim.history import GC_THRESHOLD, _gc_tuned
+
+    before = gc.get_threshold()
+    frozen = gc.get_freeze_count()
+    with _gc_tuned():
+        assert gc.get_threshold() == GC_THRESHOLD
+        assert gc.get_freeze_count() > frozen  # the objects alive at entry are out of the collector's way
+    assert gc.get_threshold() == before
+    assert gc.get_freeze_count() == frozen

@@ -461,7 +461,8 @@ def test_job_usage_reads_per_job_sums(state, tmp_path):
         assert out.value("nomade_job_usage_memory_peak_bytes", job_id=jid) == sum(j.mem_peak_bytes.values())
         assert out.value("nomade_job_usage_swap_bytes", job_id=jid) == sum(j.swap_bytes.values())
         assert out.value("nomade_job_usage_oom_kills_total", job_id=jid) == j.oom_kills
-        pids = sum(len(p) for p in j.pids.values())
+        # Only the processes carrying I/O are listed: 2 when the job writes to network and local filesystems.
+        pids = IO_PROCESSES[j.job_id]
         assert out.value("nomade_job_usage_processes", job_id=jid) == pids
         assert out.value("nomade_job_usage_threads", job_id=jid) == pids
     assert out.value("nomade_job_usage_memory_limit_bytes", job_id="101") == 4096 * MIB
@@ -498,8 +499,34 @@ def test_job_io_written_bytes_per_job_and_fs_class(state, tmp_path):
         assert out.value("nomade_job_io_written_bytes_total", job_id=jid, fs="local") == loc
         j = state.active[int(jid)]
         assert out.value("nomade_job_io_read_bytes_total", job_id=jid) == sum(j.read_bytes.values())
-        assert out.value("nomade_job_io_processes", job_id=jid) == sum(len(p) for p in j.pids.values())
+        assert out.value("nomade_job_io_processes", job_id=jid) == IO_PROCESSES[j.job_id]
     c.close()
+
+
+IO_PROCESSES = {101: 2, 102: 1, 103: 2, 104: 1}
+"""Processes the job tree lists per fixture job: 101 writes to /scratch (lustre) and /tmp (xfs), 103 to /tmp and
+/project (nfs4): two each; 102 (/home) and 104 (/project) write to one class: one each."""
+
+
+def test_job_io_split_lists_only_the_processes_carrying_io(state, tmp_path):
+    j1, j2, j3 = state.active[101], state.active[102], state.active[103]
+    # 101: workdir /scratch (network) carries reads and network writes; the second pid the /tmp (local) writes.
+    assert rn.job_io_split(state, j1) == [
+        (5000, "c001", 999 + 1, 10 * MIB + 7, True),
+        (5001, "c001", 0, 12345, False),
+    ]
+    # 102: one class only: its first pid on its first node, none of c002's processes.
+    assert rn.job_io_split(state, j2) == [(6000, "c001", 0, 777_777, True)]
+    # 103: workdir /tmp (local) first, /project (network) on the second pid of g01.
+    g01 = rn.cluster_pid(state, "g01", 7000)
+    assert rn.job_io_split(state, j3) == [(g01, "g01", 0, 5 * GIB, False), (g01 + 1, "g01", 0, 3 * MIB, True)]
+    rn.write_job_tree(state, tmp_path)
+    task = tmp_path / "sys/fs/cgroup/system.slice/c001_slurmstepd.scope/job_101/step_batch/user/task_0"
+    assert (task / "cgroup.procs").read_text() == "5000\n5001\n"
+    assert not (tmp_path / "proc" / "5002").exists()
+    assert sorted(int(p.name) for p in (tmp_path / "proc").iterdir() if p.name.isdigit() and p.name != "1") == sorted(
+        p for j in state.active.values() if j.state == "RUNNING" for p, *_ in rn.job_io_split(state, j)
+    )
 
 
 def test_job_that_ends_leaves_the_tree(state, tmp_path):
@@ -507,7 +534,7 @@ def test_job_that_ends_leaves_the_tree(state, tmp_path):
     rn.write_job_tree(state, root)
     scope = root / "sys/fs/cgroup/system.slice/c001_slurmstepd.scope"
     assert (scope / "job_101").is_dir()
-    gone = [rn.cluster_pid(state, "c001", p) for p in state.active[101].pids["c001"]]
+    gone = [rn.cluster_pid(state, "c001", p) for p in state.active[101].pids["c001"][:2]]
     assert all((root / "proc" / str(p)).is_dir() for p in gone)
     state.active[101].state = "COMPLETED"
     state.finished.append(state.active.pop(101))

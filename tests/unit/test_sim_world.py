@@ -231,3 +231,49 @@ def test_history_span_is_on_the_step_grid():
     assert history_span(1_000_050.0, 1.0, 120.0) == (999_960.0 - 86400, 999_960.0)  # 8333 x 120 s
     start, end = history_span(1_000_050.0, 0.25, 300.0)
     assert (end % 300, (end - start) / 300) == (0.0, 72.0)
+
+
+def _scrape(fams) -> dict[tuple, float]:
+    """``{(sample name, sorted labels): value}`` of one scrape, without the wall-clock collector durations."""
+    out = {}
+    for m in fams:
+        for s in m.samples:
+            if s.name != "nomade_collector_duration_seconds":
+                key = (s.name, tuple(sorted(s.labels.items())))
+                assert key not in out, key  # each series once
+                out[key] = s.value
+    return out
+
+
+def test_sequential_world_scrapes_what_the_threaded_one_does(tmp_path):
+    # History generation runs collectors inline (SimWorld(sequential=True)); the series and values must be the
+    # live exporter's (thread pools), step after step, the self-metrics (up, scrapes, command runs) included.
+    worlds = [
+        SimWorld(11, START, tmp_path / name, spec=small_cluster(), workload=small_workload(), sequential=seq)
+        for name, seq in (("threads", False), ("inline", True))
+    ]
+    try:
+        for i in range(1, 4):
+            for w in worlds:
+                w.advance(START + i * STEP)
+            threaded, inline = (_scrape(w.collect()) for w in worlds)
+            assert inline == threaded
+        up = {k: v for k, v in inline.items() if k[0] == "nomade_collector_up"}
+        assert len(up) == len(worlds[1].collectors) and set(up.values()) == {1.0}
+        assert inline[("nomade_exporter_scrapes_total", ())] == 3.0  # the controller group's own scrapes
+        assert any(k[0] == "nomade_job_io_written_bytes_total" for k in inline)
+    finally:
+        for w in worlds:
+            w.close()
+
+
+def test_inline_executor_runs_at_once_and_keeps_exceptions():
+    from nomade.sim.world import InlineExecutor
+
+    calls = []
+    ex = InlineExecutor()
+    fut = ex.submit(lambda a, b=0: calls.append((a, b)) or a + b, 2, b=3)
+    assert fut.done() and fut.result() == 5 and calls == [(2, 3)]
+    failed = ex.submit(lambda: 1 / 0)
+    assert failed.done() and isinstance(failed.exception(), ZeroDivisionError)
+    ex.shutdown()
