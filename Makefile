@@ -18,7 +18,7 @@ system:
 
 $(VENV)/.stamp: pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { [ "$$(id -u)" -eq 0 ] || { echo "$(PYTHON) not found: install Python 3.11+ with venv (Debian/Ubuntu: sudo apt-get install python3 python3-venv python3-pip)" >&2; exit 1; }; apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q python3 python3-venv python3-pip; }
-	$(PYTHON) -m venv $(VENV) || { [ "$$(id -u)" -eq 0 ] || { echo "$(PYTHON) -m venv failed: install the venv module (Debian/Ubuntu: sudo apt-get install python3-venv)" >&2; exit 1; }; DEBIAN_FRONTEND=noninteractive apt-get install -y -q python3-venv && $(PYTHON) -m venv $(VENV); }
+	@$(PYTHON) -m venv $(VENV) || { [ "$$(id -u)" -eq 0 ] || { echo "$(PYTHON) -m venv failed: install the venv module (Debian/Ubuntu: sudo apt-get install python3-venv)" >&2; exit 1; }; DEBIAN_FRONTEND=noninteractive apt-get install -y -q python3-venv && $(PYTHON) -m venv $(VENV); }
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q $(TORCH)
 	$(PY) -m pip install -q -e '.[ml,dev,build]'

@@ -9,7 +9,7 @@ Subcommands::
     nomade sim serve --state-dir DIR [--seed N] [--start T] [--web.listen-address HOST:PORT] [--web.config.file F]
         the live exporter: the same simulation (seed and start from --state-dir's sim.json unless given), advanced
         to the wall clock and then every --step seconds (default 5); default listen address 127.0.0.1:9196.
-    nomade sim render [--seed N] [--start T] [--at T] COMMAND [ARG...]   (or --list)
+    nomade sim render [--state-dir DIR] [--seed N] [--start T] [--at T] COMMAND [ARG...]   (or --list)
         print what COMMAND prints on the simulated cluster at time T (default now; the simulation starts at --start,
         default T, after its 6 h warm-up): the command lines the collectors run, or a bare name for one of them
         (squeue, sacct, scontrol, sshare, sprio, sdiag, sacctmgr; --list shows them all); exit status 2 for a
@@ -61,7 +61,7 @@ def add_options(p: argparse.ArgumentParser) -> None:
     sub = p.add_subparsers(dest="sim_command", metavar="SUBCOMMAND")
     h = sub.add_parser("history", help="simulate days of history and backfill them into a Prometheus TSDB")
     h.add_argument("--seed", type=int, default=DEFAULT_SEED, help=f"simulation seed (default {DEFAULT_SEED})")
-    h.add_argument("--days", type=_positive, default=2.0, help="days of history (default 2)")
+    h.add_argument("--days", type=_positive, default=1.0, help="days of history (default 1, as the demo)")
     h.add_argument("--step", type=_positive, default=120.0, help="seconds between samples (default 120)")
     h.add_argument("--end", type=_time, help="end of the history (default: now, rounded down to the step)")
     h.add_argument("--tsdb", type=Path, required=True, metavar="DIR", help="Prometheus TSDB directory to fill")
@@ -98,9 +98,16 @@ def add_options(p: argparse.ArgumentParser) -> None:
     s.add_argument("--log.level", dest="log_level", default="info", choices=["debug", "info", "warning", "error"])
 
     r = sub.add_parser("render", help="print a SLURM command's output on the simulated cluster at a given time")
-    r.add_argument("--seed", type=int, default=DEFAULT_SEED, help=f"simulation seed (default {DEFAULT_SEED})")
+    r.add_argument(
+        "--state-dir",
+        type=Path,
+        metavar="DIR",
+        help="the running demo's simulation (seed and start from DIR/sim.json, as `nomade sim serve` reads them; "
+        "the demo's is $NOMADE_SIM_DIR/sim)",
+    )
+    r.add_argument("--seed", type=int, help=f"simulation seed (default: --state-dir's, else {DEFAULT_SEED})")
     r.add_argument("--at", type=_time, help="simulated time (default now)")
-    r.add_argument("--start", type=_time, help="simulation start (default: --at)")
+    r.add_argument("--start", type=_time, help="simulation start (default: --state-dir's, else --at)")
     r.add_argument("--list", action="store_true", help="list the command lines the simulated cluster answers")
     r.add_argument(
         "--readable",
@@ -304,12 +311,21 @@ def _render(args: argparse.Namespace) -> int:
         return 2
     if len(argv) == 1 and argv[0] in forms:
         argv = forms[argv[0]]
+    meta: dict = {}
+    if args.state_dir is not None:
+        from nomade.sim.serve import read_meta
+
+        meta = read_meta(args.state_dir) or {}
+        if not meta:
+            print(f"nomade sim render: no sim.json in {args.state_dir} (is the demo started?)", file=sys.stderr)
+            return 2
     at = time.time() if args.at is None else args.at
-    start = at if args.start is None else args.start
+    start = args.start if args.start is not None else float(meta.get("start", at))
+    seed = args.seed if args.seed is not None else int(meta.get("seed", DEFAULT_SEED))
     if at < start:
         print("nomade sim render: --at is before --start", file=sys.stderr)
         return 2
-    sim = Simulation(default_cluster(), default_workload(), args.seed, start)
+    sim = Simulation(default_cluster(), default_workload(), seed, start)
     sim.advance(at)
     runner = SimRunner(lambda: sim.state)
     try:

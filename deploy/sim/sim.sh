@@ -145,7 +145,7 @@ ensure_binaries() {
         fi
         {
             DEBIAN_FRONTEND=noninteractive apt-get update -q &&
-                DEBIAN_FRONTEND=noninteractive apt-get install -y -q prometheus prometheus-alertmanager
+                DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends prometheus prometheus-alertmanager
         } || rc=$?
         ((mine)) && rm -f "$policy"
         ((rc == 0)) || die "apt-get install prometheus prometheus-alertmanager failed (exit $rc)"
@@ -155,7 +155,7 @@ ensure_binaries() {
         [[ -n $PROMETHEUS && -n $PROMTOOL && -n $ALERTMANAGER ]] && return 0
     fi
     die "the demo needs prometheus, promtool and alertmanager on PATH: install Prometheus and Alertmanager" \
-        "(Debian/Ubuntu: sudo apt-get install prometheus prometheus-alertmanager; else https://prometheus.io/download/)"
+        "(Debian/Ubuntu: sudo apt-get install --no-install-recommends prometheus prometheus-alertmanager; else https://prometheus.io/download/)"
 }
 
 render() {  # render TEMPLATE DEST: substitute the @NAME@ placeholders
@@ -195,8 +195,11 @@ cmd_start() {
     mkdir -p "$DIR"
     # a fresh stack: the backfilled TSDB, the simulation's state and the models belong to one history
     rm -rf "${DIR:?}/prometheus" "${DIR:?}/sim" "${DIR:?}/analytics" "${DIR:?}/alertmanager" "${DIR:?}/build" \
-        "${DIR:?}/run" "${DIR:?}/log"
-    mkdir -p "$DIR"/{etc,run,log,prometheus,sim,analytics/models,alertmanager}
+        "${DIR:?}/run" "${DIR:?}/log" "${DIR:?}/tmp"
+    mkdir -p "$DIR"/{etc,run,log,tmp,prometheus,sim,analytics/models,alertmanager}
+    # torch and torch_geometric write compiled kernels and generated modules under TMPDIR: keep them in the state
+    # directory, which the next start wipes, instead of leaving them in /tmp
+    export TMPDIR="$DIR/tmp"
     chmod 700 "$DIR/analytics"
 
     log "nomade build -> $DIR/build"
