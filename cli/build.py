@@ -252,6 +252,11 @@ def build(out: str | Path, config: str | Path | None = None) -> list[Path]:
         files = render_all(cfg)
     except ConfigError as exc:  # a generator rejecting a combination of settings
         raise BuildError(f"{where}{exc}") from exc
+    except ImportError as exc:  # grafanalib (and attrs) come with the optional `build` extra
+        raise BuildError(
+            f"needs the build extra ({exc.name or exc}): pip install 'nomade-hpc[build]' "
+            "(from a source tree: pip install '/opt/nomade/src[build]')"
+        ) from exc
     return write_all(out, files)
 
 

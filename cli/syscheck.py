@@ -471,7 +471,7 @@ def describe_caps(cap_eff: int | None) -> str:
 
 
 def _probe_pid_io(env: Environment, euid: int) -> tuple[Path, int, OSError | None] | None:
-    """Read ``/proc/<pid>/io`` of the first processes of another user than ``euid``.
+    """Read ``/proc/<pid>/io`` of the first processes of another user than ``euid`` (non-root owners first).
 
     Returns ``(path, owner uid, error or None)`` of the first conclusive read (at most :data:`PID_IO_TRIES` tried; a
     process that exits meanwhile, ENOENT or ESRCH, is passed over), or ``None`` when no other user's process is
@@ -482,14 +482,19 @@ def _probe_pid_io(env: Environment, euid: int) -> tuple[Path, int, OSError | Non
 
     """
     pids = sorted(int(p.name) for p in env.proc_root.iterdir() if p.name.isdigit())
-    tried = 0
+    others: list[tuple[int, int]] = []
     for pid in pids:
         try:
             owner = env.owner_uid(env.proc_root / str(pid))
         except OSError:
             continue  # exited since the listing
-        if owner == euid:
-            continue
+        if owner != euid:
+            others.append((pid, owner))
+    # Processes of ordinary users first: they are what job_io reads, while root's (PID 1 of a container host, a
+    # shielded supervisor) may be refused by an LSM or a PID namespace even with both capabilities.
+    others.sort(key=lambda po: (po[1] == 0, po[0]))
+    tried = 0
+    for pid, owner in others:
         tried += 1
         path = env.proc_root / str(pid) / "io"
         err = env.open_error(path)

@@ -268,3 +268,15 @@ def test_out_is_required(capsys):
         main(["build"])
     assert exc.value.code == 2
     assert "--out" in capsys.readouterr().err
+
+
+def test_missing_build_extra_is_a_clear_error(tmp_path, capsys, monkeypatch):
+    # An exporter-only install (no `build` extra) lacks grafanalib and attrs: say which extra to install, exit 2.
+    def no_grafanalib(cfg):
+        raise ModuleNotFoundError("No module named 'attr'", name="attr")
+
+    monkeypatch.setattr(build_mod, "render_all", no_grafanalib)
+    assert main(["build", "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "needs the build extra (attr)" in err and "[build]" in err
+    assert not (tmp_path / "out").exists()

@@ -347,11 +347,11 @@ def test_pid_io_under_runuser_warns_with_the_setpriv_command(tmp_path):
     env = make_env(tmp_path, euid=999, cap_eff=CAP_NONE)
     env.open_error = denied_recorder(seen)
     c = syscheck.check_pid_io(env)
-    assert seen == [env.proc_root / "1/io"]  # root's pid 1 is the first process of another user
+    assert seen == [env.proc_root / "4242/io"]  # an ordinary user's process before root's pid 1
     assert (c.status, c.required) == ("warn", False)
     assert c.detail == (
         f"effective user {syscheck.user_label(999)}, CapEff 0000000000000000 (none of CAP_DAC_READ_SEARCH, "
-        f"CAP_SYS_PTRACE): {env.proc_root}/1/io (owner {syscheck.user_label(0)}) not readable: EACCES Permission "
+        f"CAP_SYS_PTRACE): {env.proc_root}/4242/io (owner {syscheck.user_label(1000)}) not readable: EACCES Permission "
         "denied: job_io needs root or CAP_SYS_PTRACE+CAP_DAC_READ_SEARCH; the nomade-exporter-node unit grants them "
         "as ambient capabilities (AmbientCapabilities=), which runuser/su do not: as runuser -u nomade this warning "
         "is expected; to check like the unit: setpriv --reuid=nomade --regid=nomade --init-groups "
@@ -367,7 +367,7 @@ def test_pid_io_under_runuser_warns_with_the_setpriv_command(tmp_path):
     env = make_env(tmp_path / "d", euid=999, cap_eff=CAP_NONE)
     c = syscheck.check_pid_io(env)
     assert c.status == "ok" and c.detail.endswith(
-        f"{env.proc_root}/1/io (owner {syscheck.user_label(0)}) readable: job_io can read jobs"
+        f"{env.proc_root}/4242/io (owner {syscheck.user_label(1000)}) readable: job_io can read jobs"
     )
     env = make_env(tmp_path / "c", euid=999, cap_eff=None, owners={1: 999})
     c = syscheck.check_pid_io(env)
@@ -382,7 +382,7 @@ def test_pid_io_with_the_units_capabilities(tmp_path):
     assert c.status == "ok"
     assert c.detail == (
         f"effective user {syscheck.user_label(999)}, CapEff 0000000000080004 (CAP_DAC_READ_SEARCH, CAP_SYS_PTRACE "
-        f"effective): {env.proc_root}/1/io (owner {syscheck.user_label(0)}) readable: job_io can read jobs"
+        f"effective): {env.proc_root}/4242/io (owner {syscheck.user_label(1000)}) readable: job_io can read jobs"
     )
     # the capabilities but the read refused all the same (an LSM): a warning with the errno
     env = make_env(tmp_path / "b", euid=999, cap_eff=CAP_JOB_IO)
@@ -390,9 +390,17 @@ def test_pid_io_with_the_units_capabilities(tmp_path):
     c = syscheck.check_pid_io(env)
     assert c.status == "warn"
     assert c.detail.endswith(
-        f"{env.proc_root}/1/io (owner {syscheck.user_label(0)}) not readable: EACCES Permission denied despite "
+        f"{env.proc_root}/4242/io (owner {syscheck.user_label(1000)}) not readable: EACCES Permission denied despite "
         "root or the capabilities (LSM, hidepid?)"
     )
+
+
+def test_pid_io_probes_root_processes_only_when_no_other_user_has_one(tmp_path):
+    env = make_env(tmp_path, euid=999, cap_eff=CAP_JOB_IO, owners={1: 0, 733: 999, 4242: 999})
+    seen: list[Path] = []
+    env.open_error = denied_recorder(seen)
+    syscheck.check_pid_io(env)
+    assert seen == [env.proc_root / "1/io"]
 
 
 def test_pid_io_skips_exited_processes(tmp_path):
