@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import argparse
 import logging
-import signal
 import sys
-import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -194,34 +192,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             risk.close()
         client.close()
         return 0 if ok else 1
-    from nomade.exporter.server import serve
+    from nomade.exporter.server import serve_until_signalled
 
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
-    try:
-        server = serve(registry, host, port, web_config=web)
-    except OSError as exc:
-        print(f"nomade-analytics: cannot listen on {cfg.listen_address}: {exc}", file=sys.stderr)
-        return 1
-    scheme = "https" if web is not None and web.tls is not None else "http"
-    log.info(
-        "listening on %s://%s:%d/metrics%s",
-        scheme,
-        host or "0.0.0.0",
-        port,
-        " (basic auth)" if web and web.users else "",
+    rc = serve_until_signalled(
+        "nomade-analytics", registry, cfg.listen_address, host, port, web_config=web, on_started=service.start
     )
-    service.start()
-    stop.wait()
-    log.info("stopping")
-    server.shutdown()
     # A cycle in progress ends within one query's timeout and retries; do not wait longer than that for it.
     service.stop(timeout=cfg.timeout * (cfg.retries + 1) + 5)
     if risk is not None:
         risk.close()
     client.close()
-    return 0
+    return rc
 
 
 if __name__ == "__main__":

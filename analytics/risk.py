@@ -277,13 +277,13 @@ def submission_weights(jobs: pd.DataFrame) -> np.ndarray:
 
     """
     n = len(jobs)
-    if n == 0:
-        return np.zeros(0)
-    keys = []
-    for col in ("user", "job_name", "submit_time"):
-        keys.append(jobs[col].astype(str).to_numpy() if col in jobs.columns else np.arange(n).astype(str))
-    key = pd.Series([f"{a}\x1f{b}\x1f{c}" for a, b, c in zip(*keys, strict=True)])
-    return (1.0 / key.map(key.value_counts()).to_numpy(float)).astype(float)
+    keys = pd.DataFrame(
+        {
+            c: jobs[c].astype(str).to_numpy() if c in jobs.columns else np.arange(n)
+            for c in ("user", "job_name", "submit_time")
+        }
+    )
+    return 1.0 / keys.groupby(list(keys.columns), sort=False)["user"].transform("size").to_numpy(float)
 
 
 def holdout_metrics(y: np.ndarray, p: np.ndarray, w: np.ndarray | None = None) -> dict[str, float]:

@@ -18,14 +18,12 @@ configuration cannot be read or is invalid, or when ``DIR`` cannot be written (t
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from nomade.cli.targets import FILE_SD_PATH
+from nomade.cli.targets import FILE_SD_PATH, write_atomic
 from nomade.exporter.config import DEFAULT_PORT
 
 if TYPE_CHECKING:
@@ -190,24 +188,11 @@ def render_all(cfg: MonitoringConfig) -> dict[str, str]:
     return dict(sorted(files.items()))
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
-            fh.write(text)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-
-
 def write_all(out: str | Path, files: Mapping[str, str]) -> list[Path]:
-    """Write ``files`` (relative path -> text) under ``out``, each atomically (temporary file then rename).
+    """Write ``files`` (relative path -> text) under ``out``, each atomically.
+
+    Each goes through :func:`nomade.cli.targets.write_atomic` (temporary file then rename; a file that already
+    holds its text is left alone).
 
     Returns the written paths, in the order of ``files``. Files of earlier runs that are no longer generated are
     left in place.
@@ -223,7 +208,7 @@ def write_all(out: str | Path, files: Mapping[str, str]) -> list[Path]:
     for rel, text in files.items():
         path = root / rel
         try:
-            _write_atomic(path, text)
+            write_atomic(path, text)
         except OSError as exc:
             where = exc.filename or path
             raise BuildError(f"cannot write {where}: {exc.strerror or exc}") from exc

@@ -24,9 +24,7 @@ from __future__ import annotations
 import argparse
 import logging
 import math
-import signal
 import sys
-import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -207,7 +205,7 @@ def _serve(args: argparse.Namespace) -> int:
     from prometheus_client import CollectorRegistry
 
     from nomade.exporter.config import ConfigError, split_host_port
-    from nomade.exporter.server import serve
+    from nomade.exporter.server import serve_until_signalled
     from nomade.exporter.webconfig import WebConfigError, load_web_config
     from nomade.sim.serve import LiveWorld, read_meta
     from nomade.sim.world import SimWorld
@@ -235,20 +233,9 @@ def _serve(args: argparse.Namespace) -> int:
     )
     registry = CollectorRegistry(auto_describe=False)
     registry.register(live)
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
-    try:
-        server = serve(registry, host, port, web_config=web)
-    except OSError as exc:
-        print(f"nomade sim serve: cannot listen on {args.listen_address}: {exc}", file=sys.stderr)
-        live.stop()
-        return 1
-    log.info("listening on %s://%s:%d/metrics", "https" if web and web.tls else "http", host or "0.0.0.0", port)
-    stop.wait()
-    server.shutdown()
+    rc = serve_until_signalled("nomade sim serve", registry, args.listen_address, host, port, web_config=web)
     live.stop()
-    return 0
+    return rc
 
 
 # -- render -------------------------------------------------------------------------------------------------------

@@ -10,9 +10,7 @@ import argparse
 import gc
 import logging
 import shutil
-import signal
 import sys
-import threading
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -24,7 +22,7 @@ from .collectors.base import Collector, CollectorContext
 from .config import MODES, ConfigError, ExporterConfig, load_config
 from .registry import ScrapeOrchestrator
 from .runner import CommandRunner
-from .server import serve
+from .server import serve_until_signalled
 from .webconfig import WebConfig, WebConfigError, load_web_config
 
 log = logging.getLogger("nomade.exporter")
@@ -163,26 +161,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stdout.write(generate_latest(registry).decode())
         orchestrator.close()
         return 0
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
-    try:
-        server = serve(registry, host, port, orchestrator, web_config=web)
-    except OSError as exc:
-        print(f"nomade-exporter: cannot listen on {cfg.listen_address}: {exc}", file=sys.stderr)
-        return 1
-    scheme = "https" if web is not None and web.tls is not None else "http"
-    log.info(
-        "listening on %s://%s:%d/metrics%s",
-        scheme,
-        host or "0.0.0.0",
-        port,
-        " (basic auth)" if web and web.users else "",
+    rc = serve_until_signalled(
+        "nomade-exporter", registry, cfg.listen_address, host, port, orchestrator, web_config=web
     )
-    stop.wait()
-    server.shutdown()
     orchestrator.close()
-    return 0
+    return rc
 
 
 if __name__ == "__main__":

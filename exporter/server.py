@@ -7,9 +7,12 @@ and requires basic authentication on every path.
 from __future__ import annotations
 
 import logging
+import signal
 import socket
 import ssl
+import sys
 import threading
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -131,3 +134,48 @@ def serve(
     server.ssl_context = ctx
     threading.Thread(target=server.serve_forever, name="http", daemon=True).start()
     return server
+
+
+def serve_until_signalled(
+    prog: str,
+    registry: CollectorRegistry,
+    listen_address: str,
+    host: str,
+    port: int,
+    orchestrator: ScrapeOrchestrator | None = None,
+    web_config: WebConfig | None = None,
+    on_started: Callable[[], None] | None = None,
+) -> int:
+    """Serve ``registry`` (:func:`serve`) until SIGTERM or SIGINT, then shut the server down.
+
+    The one serving loop of ``nomade-exporter``, ``nomade-analytics`` and ``nomade sim serve``: handlers for both
+    signals are installed before the socket is bound, the ``listening on`` line says the scheme and whether basic
+    auth is on, and ``on_started`` (e.g. the analytics cycle thread) runs once the port is bound. The caller stops
+    its own background work after the return.
+
+    Returns:
+        0 after a signal; 1 when ``host:port`` cannot be bound (``"<prog>: cannot listen on <listen_address>: ..."``
+        printed to stderr).
+
+    """
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    try:
+        server = serve(registry, host, port, orchestrator, web_config=web_config)
+    except OSError as exc:
+        print(f"{prog}: cannot listen on {listen_address}: {exc}", file=sys.stderr)
+        return 1
+    log.info(
+        "listening on %s://%s:%d/metrics%s",
+        "https" if web_config is not None and web_config.tls is not None else "http",
+        host or "0.0.0.0",
+        port,
+        " (basic auth)" if web_config is not None and web_config.users else "",
+    )
+    if on_started is not None:
+        on_started()
+    stop.wait()
+    log.info("stopping")
+    server.shutdown()
+    return 0
