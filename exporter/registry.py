@@ -119,7 +119,9 @@ class ScrapeOrchestrator:
         self._last_success: dict[str, float] = {}
         self._failures: Counter[tuple[str, str]] = Counter()
         self._lock = threading.Lock()
-        self._scrapes = 0
+        self.scrapes = 0
+        """Scrapes served so far (``nomade_exporter_scrapes_total``); the simulated cluster's history workers set
+        it when they resume a history part-way (:meth:`nomade.sim.world.SimWorld.catch_up`)."""
         self._last_series = 0
         self._local = threading.local()
 
@@ -156,7 +158,7 @@ class ScrapeOrchestrator:
         deadline = time.monotonic() + budget
         started: dict[str, Future[tuple[MetricSet, float]]] = {}
         with self._lock:
-            self._scrapes += 1
+            self.scrapes += 1
             for c in self.collectors:
                 prev = self._running.get(c.name)
                 if prev is not None and not prev.done():
@@ -207,7 +209,7 @@ class ScrapeOrchestrator:
         for cmd, n in sorted(self.runner.runs.items()):
             selfset.add("nomade_exporter_command_runs_total", n, command=cmd)
         selfset.info("nomade_exporter_build_info", version=__version__, python_version=platform.python_version())
-        selfset.add("nomade_exporter_scrapes_total", self._scrapes)
+        selfset.add("nomade_exporter_scrapes_total", self.scrapes)
         selfset.add("nomade_exporter_scrape_series", self._last_series)
         self._last_series = series
         yield from families

@@ -33,14 +33,17 @@ import os
 import re
 import resource
 import shutil
+import signal
 import sqlite3
 import subprocess
+import sys
 import tempfile
 import time
 from array import array
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from prometheus_client.core import Metric
 
@@ -65,6 +68,10 @@ fully anchored like every relabel regex): the demo's ``metric_relabel_configs`` 
 _DROP_RE = re.compile(PER_CORE_DROP_REGEX)
 
 MAX_PROMTOOL_JOBS = 2
+
+MIN_CATCH_UP_STEP = 15.0
+"""Shortest step run in several workers: :data:`nomade.sim.world.MIN_CATCH_UP_STEP` (the simulated runners'
+cache lifetime); shorter steps run in one."""
 
 GC_THRESHOLD = (100_000, 50, 100)
 """Cyclic-GC thresholds while history is generated (CPython's default is ``(700, 10, 10)``). A step allocates
@@ -184,7 +191,9 @@ class OpenMetricsWriter:
         self._prefix: dict[tuple, str | None] = {}
         self._ts_text: dict[float, str] = {}
         self.samples = 0
-        self.series_seen: set[int] = set()
+        self.series_seen: set[str] = set()
+        """Rendered ``name{labels}`` of every series written (strings, not hashes: workers' sets are merged and
+        string hashes differ between processes)."""
 
     def _render_prefix(self, name: str, labels: Mapping[str, str]) -> str | None:
         if self.drop is not None and self.drop(name, labels):
@@ -193,7 +202,7 @@ class OpenMetricsWriter:
         if self._extra_text:
             parts.append(self._extra_text)
         prefix = f"{name}{{{','.join(parts)}}} " if parts else f"{name} "
-        self.series_seen.add(hash(prefix))
+        self.series_seen.add(prefix)
         return prefix
 
     def add(self, families: Iterable[Metric], timestamp: float) -> int:
@@ -299,8 +308,11 @@ class HistoryResult:
         series: distinct series written (after the drop rule, job/instance included).
         samples: samples written.
         chunks: OpenMetrics files (2 h windows) backfilled.
-        generate_s: wall seconds spent simulating, collecting and writing.
-        promtool_s: wall seconds spent waiting for promtool after generation ended.
+        workers: worker processes that generated it (1: this process).
+        generate_s: wall seconds spent simulating, collecting and writing (with several workers: until the last
+            worker ended, its promtool runs included).
+        promtool_s: wall seconds spent waiting for promtool after generation ended (0 with several workers:
+            each waits for its own runs).
         promtool_total_s: sum of every promtool run's wall time (they overlap generation; measured to within
             one step).
         promtool_cpu_s: CPU seconds (user + system) of the promtool runs.
@@ -311,6 +323,7 @@ class HistoryResult:
     start: float
     end: float
     step: float
+    workers: int = 1
     steps: int = 0
     series: int = 0
     samples: int = 0
@@ -322,18 +335,24 @@ class HistoryResult:
     wall_s: float = 0.0
 
 
+def _promtool_exe(promtool: str) -> str:
+    """The promtool executable's path; HistoryError when it cannot be found."""
+    exe = shutil.which(promtool)
+    if exe is None:
+        raise HistoryError(
+            f"{promtool} not found: install Prometheus' promtool (Debian/Ubuntu: apt-get install prometheus)"
+        )
+    return exe
+
+
 class _Promtool:
     """promtool runs of finished chunk files, at most :data:`MAX_PROMTOOL_JOBS` at once."""
 
-    def __init__(self, promtool: str, tsdb_dir: Path, keep_files: bool) -> None:
-        exe = shutil.which(promtool)
-        if exe is None:
-            raise HistoryError(
-                f"{promtool} not found: install Prometheus' promtool (Debian/Ubuntu: apt-get install prometheus)"
-            )
-        self.exe = exe
+    def __init__(self, promtool: str, tsdb_dir: Path, keep_files: bool, max_jobs: int = MAX_PROMTOOL_JOBS) -> None:
+        self.exe = _promtool_exe(promtool)
         self.tsdb_dir = tsdb_dir
         self.keep_files = keep_files
+        self.max_jobs = max_jobs
         self.running: list[tuple[subprocess.Popen[bytes], Path, float, object]] = []
         self.total_s = 0.0
 
@@ -344,7 +363,7 @@ class _Promtool:
 
     def submit(self, path: Path) -> None:
         self.poll()
-        while len(self.running) >= MAX_PROMTOOL_JOBS:
+        while len(self.running) >= self.max_jobs:
             self._reap(self.running[0])
         err = tempfile.TemporaryFile()
         argv = [self.exe, "tsdb", "create-blocks-from", "openmetrics", str(path), str(self.tsdb_dir)]
@@ -391,6 +410,159 @@ def copy_sqlite(src: Path, dst: Path) -> None:
     d.close()
 
 
+def default_workers() -> int:
+    """History workers by default: the CPUs this process may run on (``os.sched_getaffinity``), at least 1."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+def plan_ranges(start: float, step: float, n: int, workers: int) -> list[tuple[int, int]]:
+    """Split the step indices ``0 .. n`` into at most ``workers`` contiguous ranges ``(first, last)``.
+
+    Range boundaries fall on 2 h block boundaries (:func:`chunk_index`), so no two workers write the same
+    block window; ranges hold about equal numbers of steps (a range is closed once it reaches its share).
+
+    Returns:
+        Inclusive ``(first, last)`` index pairs in time order, covering ``0 .. n`` exactly once.
+
+    """
+    chunks: list[list[int]] = []  # [first, last] step index of each block window
+    for i in range(n + 1):
+        k = chunk_index(start + i * step)
+        if chunks and chunk_index(start + chunks[-1][0] * step) == k:
+            chunks[-1][1] = i
+        else:
+            chunks.append([i, i])
+    workers = max(1, min(workers, len(chunks)))
+    ranges: list[tuple[int, int]] = []
+    first = 0
+    for j, (_, last) in enumerate(chunks):
+        left_chunks = len(chunks) - j - 1
+        left_workers = workers - len(ranges) - 1
+        share = (n + 1 - first) / (workers - len(ranges))
+        if left_workers > 0 and (last - first + 1 >= share or left_chunks == left_workers):
+            ranges.append((first, last))
+            first = last + 1
+    ranges.append((first, n))
+    return ranges
+
+
+@dataclass
+class _Range:
+    """One worker's part of a history (pickled to a spawned process)."""
+
+    index: int
+    seed: int
+    start: float
+    step: float
+    first: int
+    last: int
+    tsdb_dir: Path
+    workdir: Path
+    om_dir: Path
+    instance: str
+    job: str
+    promtool: str
+    world_factory: Callable[[int, float, Path], object] | None
+    keep_files: bool
+    max_promtool: int
+
+
+@dataclass
+class _RangeDone:
+    steps: int
+    samples: int
+    series: set[str]
+    chunks: int
+    promtool_total_s: float
+    promtool_cpu_s: float
+
+
+def _run_range(r: _Range, progress: Callable[[float, int], None] | None = None) -> tuple[_RangeDone, float, float]:
+    """Generate steps ``r.first .. r.last`` (a fresh world, caught up when ``r.first > 0``) and backfill them.
+
+    Returns ``(figures, generate_s, promtool_wait_s)``.
+    """
+    t0 = time.monotonic()
+    ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    runner = _Promtool(r.promtool, r.tsdb_dir, r.keep_files, r.max_promtool)
+    trees: str | None = None
+    if r.world_factory is None:
+        from .world import SimWorld
+
+        trees = _tmpfs_dir()
+        world = SimWorld(r.seed, r.start, r.workdir, tree_dir=Path(trees) if trees else None, sequential=True)
+    else:
+        world = r.world_factory(r.seed, r.start, r.workdir)
+    writer = OpenMetricsWriter({"job": r.job, "instance": r.instance})
+    done = _RangeDone(0, 0, set(), 0, 0.0, 0.0)
+    try:
+        with _gc_tuned():
+            if r.first > 0:
+                earlier = [r.start + i * r.step for i in range(r.first)]
+                catch_up = getattr(world, "catch_up", None)
+                if catch_up is not None:
+                    catch_up(earlier)
+                else:  # a world without memory between scrapes (test doubles)
+                    world.advance(earlier[-1])  # type: ignore[attr-defined]
+            current: int | None = None
+            for i in range(r.first, r.last + 1):
+                t = r.start + i * r.step
+                k = chunk_index(t)
+                if current is not None and k != current:
+                    _flush(writer, r.om_dir, current, runner)
+                    done.chunks += 1
+                current = k
+                world.advance(t)  # type: ignore[attr-defined]
+                writer.add(world.collect(), t)  # type: ignore[attr-defined]
+                done.steps += 1
+                if runner.running:
+                    runner.poll()
+                if progress is not None:
+                    progress(t, writer.samples)
+            if current is not None:
+                _flush(writer, r.om_dir, current, runner)
+                done.chunks += 1
+        generate_s = time.monotonic() - t0
+        t_wait = time.monotonic()
+        runner.drain()
+        wait_s = time.monotonic() - t_wait
+    except BaseException:
+        runner.abort()
+        raise
+    finally:
+        world.close()  # type: ignore[attr-defined]
+        if trees is not None:
+            shutil.rmtree(trees, ignore_errors=True)
+    ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    done.promtool_total_s = runner.total_s
+    done.promtool_cpu_s = (ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime)
+    done.samples = writer.samples
+    done.series = writer.series_seen
+    return done, generate_s, wait_s
+
+
+def _range_main(r: _Range, queue: Any) -> None:
+    """Body of a worker process: run its range, report progress, the result or the error on ``queue``."""
+    # SIGTERM from the parent (another worker failed): unwind, so promtool runs are killed and trees removed.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
+    last = [0.0]
+
+    def progress(t: float, samples: int) -> None:
+        if time.monotonic() - last[0] >= 1.0:
+            last[0] = time.monotonic()
+            queue.put(("progress", r.index, t, samples))
+
+    try:
+        done, gen_s, _ = _run_range(r, progress)
+    except BaseException as exc:
+        queue.put(("error", r.index, f"{type(exc).__name__}: {exc}" if not isinstance(exc, HistoryError) else str(exc)))
+        return
+    queue.put(("done", r.index, done, gen_s))
+
+
 def generate_history(
     seed: int,
     start: float,
@@ -405,6 +577,7 @@ def generate_history(
     world_factory: Callable[[int, float, Path], object] | None = None,
     keep_files: bool = False,
     progress: Callable[[float, int], None] | None = None,
+    workers: int = 1,
 ) -> HistoryResult:
     """Simulate ``[start, end]`` every ``step`` seconds and backfill it into ``tsdb_dir``.
 
@@ -415,81 +588,134 @@ def generate_history(
         step: seconds between scrapes (> 0).
         tsdb_dir: Prometheus TSDB directory the blocks are created in (created when missing).
         workdir: the world's working directory (rendered trees, collector state); the OpenMetrics chunks are
-            written under ``workdir/openmetrics``.
+            written under ``workdir/openmetrics``. With several workers, the one simulating the end of the
+            history works in ``workdir`` (its accounting store is the history's) and the others in
+            ``workdir/part-<k>``.
         instance: the ``instance`` label of the live scrape (``host:port`` of ``nomade sim serve``).
         job: the ``job`` label of the live scrape.
         promtool: promtool executable (name on PATH or path).
-        world_factory: ``(seed, start, workdir) -> world`` with ``advance(t)``, ``collect()`` and ``close()``
-            (default :class:`nomade.sim.world.SimWorld`, its rendered trees in a private ``/dev/shm`` directory
-            removed at the end, when ``/dev/shm`` is writable).
+        world_factory: ``(seed, start, workdir) -> world`` with ``advance(t)``, ``collect()`` and ``close()``,
+            and optionally ``catch_up(times)`` (default :class:`nomade.sim.world.SimWorld`, its rendered trees in
+            a private ``/dev/shm`` directory removed at the end, when ``/dev/shm`` is writable). With
+            ``workers > 1`` it is pickled to the worker processes: a module-level callable.
         keep_files: keep the OpenMetrics chunk files after promtool read them.
-        progress: called after each step with ``(t, samples so far)``.
+        progress: called with ``(t, samples so far)``: after each step with one worker; with several, about
+            once a second, ``t`` being the start plus the simulated span all workers have done.
+        workers: processes simulating consecutive parts of the span at once (at most one per 2 h block). Each
+            builds its own world and catches it up to its first step (:meth:`nomade.sim.world.SimWorld.catch_up`:
+            the collectors with their own polling interval replayed over the earlier steps, about 10 ms per step),
+            so the samples are those of one uninterrupted run. 1 (default) runs in this process; steps shorter
+            than :data:`MIN_CATCH_UP_STEP` always do.
 
     Returns:
         The run's figures.
 
     Raises:
-        HistoryError: bad span or step, promtool missing, or a promtool run that failed (its stderr included).
+        HistoryError: bad span, step or worker count, promtool missing, a promtool run that failed (its stderr
+            included), or a worker that failed or died.
 
     """
     if not step > 0:
         raise HistoryError(f"step must be > 0, got {step}")
     if not end >= start:
         raise HistoryError(f"end ({end}) is before start ({start})")
+    if workers < 1:
+        raise HistoryError(f"workers must be >= 1, got {workers}")
     t_wall = time.monotonic()
-    ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     tsdb_dir = Path(tsdb_dir)
     tsdb_dir.mkdir(parents=True, exist_ok=True)
-    om_dir = Path(workdir) / "openmetrics"
+    workdir = Path(workdir)
+    om_dir = workdir / "openmetrics"
     om_dir.mkdir(parents=True, exist_ok=True)
-    runner = _Promtool(promtool, tsdb_dir, keep_files)
-    trees: str | None = None
-    if world_factory is None:
-        from .world import SimWorld
-
-        trees = _tmpfs_dir()
-        world = SimWorld(seed, start, Path(workdir), tree_dir=Path(trees) if trees else None, sequential=True)
+    _promtool_exe(promtool)  # fail before any worker starts
+    n = int(math.floor((end - start) / step + 1e-9))
+    if step < MIN_CATCH_UP_STEP:
+        workers = 1  # a worker starting part-way could not reproduce the runners' cache hits
+    ranges = plan_ranges(start, step, n, workers)
+    parts = [
+        _Range(
+            index=j,
+            seed=seed,
+            start=start,
+            step=step,
+            first=first,
+            last=last,
+            tsdb_dir=tsdb_dir,
+            workdir=workdir if j == len(ranges) - 1 else workdir / f"part-{j}",
+            om_dir=om_dir,
+            instance=instance,
+            job=job,
+            promtool=promtool,
+            world_factory=world_factory,
+            keep_files=keep_files,
+            max_promtool=MAX_PROMTOOL_JOBS if len(ranges) == 1 else 1,
+        )
+        for j, (first, last) in enumerate(ranges)
+    ]
+    result = HistoryResult(start=start, end=end, step=step, workers=len(parts))
+    if len(parts) == 1:
+        done, result.generate_s, result.promtool_s = _run_range(parts[0], progress)
+        dones = [done]
     else:
-        world = world_factory(seed, start, Path(workdir))
-    result = HistoryResult(start=start, end=end, step=step)
-    writer = OpenMetricsWriter({"job": job, "instance": instance})
-    try:
-        current: int | None = None
-        n = int(math.floor((end - start) / step + 1e-9))
-        with _gc_tuned():
-            for i in range(n + 1):
-                t = start + i * step
-                k = chunk_index(t)
-                if current is not None and k != current:
-                    _flush(writer, om_dir, current, runner, result)
-                current = k
-                world.advance(t)  # type: ignore[attr-defined]
-                writer.add(world.collect(), t)  # type: ignore[attr-defined]
-                result.steps += 1
-                if runner.running:
-                    runner.poll()
-                if progress is not None:
-                    progress(t, writer.samples)
-        if current is not None:
-            _flush(writer, om_dir, current, runner, result)
-        result.generate_s = time.monotonic() - t_wall
-        t_wait = time.monotonic()
-        runner.drain()
-        result.promtool_s = time.monotonic() - t_wait
-    except BaseException:
-        runner.abort()
-        raise
-    finally:
-        world.close()  # type: ignore[attr-defined]
-        if trees is not None:
-            shutil.rmtree(trees, ignore_errors=True)
-    result.promtool_total_s = runner.total_s
-    ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
-    result.promtool_cpu_s = (ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime)
-    result.samples = writer.samples
-    result.series = len(writer.series_seen)
+        dones, result.generate_s = _run_parallel(parts, progress)
+        result.promtool_s = 0.0  # each worker waits for its own promtool runs; included in generate_s
+    series: set[str] = set()
+    for d in dones:
+        result.steps += d.steps
+        result.samples += d.samples
+        result.chunks += d.chunks
+        result.promtool_total_s += d.promtool_total_s
+        result.promtool_cpu_s += d.promtool_cpu_s
+        series |= d.series
+    result.series = len(series)
     result.wall_s = time.monotonic() - t_wall
     return result
+
+
+def _run_parallel(parts: list[_Range], progress: Callable[[float, int], None] | None) -> tuple[list[_RangeDone], float]:
+    """Run each range in a spawned process; returns the ranges' figures in order and the wall time."""
+    import multiprocessing
+
+    t0 = time.monotonic()
+    ctx = multiprocessing.get_context("spawn")  # no fork of a process that may hold threads
+    queue = ctx.Queue()
+    procs = [
+        ctx.Process(target=_range_main, args=(p, queue), name=f"nomade-history-{p.index}", daemon=True) for p in parts
+    ]
+    results: dict[int, _RangeDone] = {}
+    at: dict[int, tuple[float, int]] = {}
+    try:
+        for proc in procs:
+            proc.start()
+        while len(results) < len(parts):
+            try:
+                msg = queue.get(timeout=1.0)
+            except Exception:  # queue.Empty: check that no worker died without a word
+                for p, proc in zip(parts, procs, strict=True):
+                    if p.index not in results and not proc.is_alive() and proc.exitcode not in (0, None):
+                        raise HistoryError(f"history worker {p.index} died (exit code {proc.exitcode})") from None
+                continue
+            kind, idx = msg[0], msg[1]
+            if kind == "error":
+                raise HistoryError(f"history worker {idx}: {msg[2]}")
+            if kind == "done":
+                results[idx] = msg[2]
+                at[idx] = (parts[idx].start + parts[idx].last * parts[idx].step, msg[2].samples)
+            else:
+                at[idx] = (msg[2], msg[3])
+            if progress is not None:
+                span = sum(t - (p.start + p.first * p.step) for p in parts if p.index in at for t in [at[p.index][0]])
+                progress(parts[0].start + span, sum(s for _, s in at.values()))
+        for proc in procs:
+            proc.join()
+    finally:
+        for proc in procs:
+            if proc.is_alive():
+                proc.terminate()
+        for proc in procs:
+            if proc.pid is not None:  # started
+                proc.join(timeout=30)
+    return [results[p.index] for p in parts], time.monotonic() - t0
 
 
 @contextlib.contextmanager
@@ -522,8 +748,7 @@ def _tmpfs_dir() -> str | None:
         return None
 
 
-def _flush(writer: OpenMetricsWriter, om_dir: Path, k: int, runner: _Promtool, result: HistoryResult) -> None:
+def _flush(writer: OpenMetricsWriter, om_dir: Path, k: int, runner: _Promtool) -> None:
     path = om_dir / f"chunk-{k * BLOCK_SECONDS}.om"
     writer.write(path)
-    result.chunks += 1
     runner.submit(path)

@@ -42,7 +42,7 @@ import dataclasses
 import logging
 import shutil
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Executor, Future
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -89,6 +89,21 @@ JOB_USAGE_INFO = "nomade_job_usage_info"
 JOB_USAGE_JOBS = "nomade_job_usage_jobs"
 JOB_PREFIXES = ("nomade_job_usage_", "nomade_job_io_")
 """Families of the cluster job tree whose per-job series get ``node`` = the job's first node."""
+
+CATCH_UP_COLLECTORS = (
+    "slurm_accounting",
+    "slurm_associations",
+    "slurm_fairshare",
+    "slurm_priority",
+    "slurm_reservations",
+    "slurm_scheduler",
+)
+"""Collectors whose output depends on earlier scrapes (the accounting store; a polling interval longer than
+a step), replayed at every earlier time by :meth:`SimWorld.catch_up`."""
+
+MIN_CATCH_UP_STEP = 15.0
+"""Shortest step :meth:`SimWorld.catch_up` reproduces exactly: the SimRunner's cache lifetime (simulated s), so
+every scrape renders each command afresh."""
 
 SCRAPE_TIMEOUT = 60.0
 """Seconds one orchestrator waits for its collectors (generous: a simulated source never hangs, but a loaded
@@ -379,6 +394,65 @@ class SimWorld:
                 continue
             if job is not None and job.nodes:
                 s.labels[NODE_LABEL] = job.nodes[0]
+
+    def catch_up(self, times: Sequence[float]) -> None:
+        """Bring a fresh world to the state a world stepped through ``times`` (and scraped at each) would have.
+
+        Used by history workers that start part-way through a history (:func:`nomade.sim.history.generate_history`
+        with ``workers > 1``): the next :meth:`advance` and :meth:`collect` then give the scrape of an
+        uninterrupted run. What a scrape depends on besides the simulated state at its time (a closed-form function
+        of seed, start and time), and how it is rebuilt:
+
+        * what collectors with their own polling interval did at earlier scrapes: the accounting store of
+          ``slurm_accounting``, the last output and run time of ``sacctmgr``, ``sshare``, ``sprio``, ``sdiag``
+          and ``scontrol show reservation`` (:data:`CATCH_UP_COLLECTORS`): those collectors run at every time,
+          without rendering the file trees (about 10 ms a step);
+        * one step of memory (the samplers' previous reading, ``nomade_exporter_scrape_series`` of the previous
+          scrape, the last success times): the last two times get a full :meth:`advance`, the last a
+          :meth:`collect`;
+        * ``nomade_exporter_scrapes_total`` = ``len(times)`` per orchestrator, and
+          ``nomade_exporter_command_runs_total``: the catch-up collectors' runs happened; the other collectors
+          run their commands once per scrape (distinct command lines, each scrape's rendering newer than the
+          runner's 15 s cache when steps are at least :data:`MIN_CATCH_UP_STEP` apart), so their runs of one
+          scrape, counted at the last time, are added for each earlier time.
+
+        ``job_io``'s per-job totals need nothing: the rendered processes live as long as their job and their
+        counters only grow, so a collector meeting a job for the first time counts what an earlier one summed.
+        Failure and parse-error counters start from this world's own scrapes (both stay 0 on a healthy
+        simulation). The history test compares a split run with an uninterrupted one line by line.
+
+        Args:
+            times: the earlier scrape times, increasing (Unix s), at least :data:`MIN_CATCH_UP_STEP` apart;
+                empty: nothing to do.
+
+        Raises:
+            ValueError: a time before the current simulated time (from the engine), or times closer together
+                than :data:`MIN_CATCH_UP_STEP`.
+
+        """
+        if not times:
+            return
+        if any(b - a < MIN_CATCH_UP_STEP for a, b in zip(times, times[1:], strict=False)):
+            raise ValueError(f"catch_up needs scrape times at least {MIN_CATCH_UP_STEP:g} s apart")
+        catch = [c for _, c in self.collectors if c.name in CATCH_UP_COLLECTORS]
+        others = [c for _, c in self.collectors if c.name not in CATCH_UP_COLLECTORS]
+        for i, t in enumerate(times):
+            if i >= len(times) - 2:
+                self.advance(t)  # render and sample: the samplers' last pair is the uninterrupted run's
+            else:
+                self.sim.advance(t)
+            for c in catch:
+                c.collect(c.new_set())
+        runners = {id(orch.runner): orch.runner for _, orch in self.groups}.values()
+        before = [Counter(r.runs) for r in runners]
+        for c in others:  # their commands' runs of one scrape; collect() below reads the runners' cache
+            c.collect(c.new_set())
+        for r, b in zip(runners, before, strict=True):
+            for cmd, n in (r.runs - b).items():
+                r.runs[cmd] += n * (len(times) - 1)
+        self.collect()
+        for _, orch in self.groups:
+            orch.scrapes = len(times)
 
     def close(self) -> None:
         """Stop every collector's background work and close their state (the accounting store)."""

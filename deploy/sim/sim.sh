@@ -17,9 +17,9 @@
 #   DAYS             days of history (default 1; fractions allowed)
 #   NOMADE_SIM_STEP  seconds between history samples (default 120: rate() over the rules' and dashboards' 5 m
 #                    windows needs at least two points)
-#   Generating history costs about 0.25 s of CPU per step on two cores (the real collectors reading the rendered
-#   sources of ~250 running jobs, promtool overlapping), so the defaults (721 steps) take about three minutes and
-#   DAYS=2 (1441 steps) about six; DAYS=0.5 halves the wait.
+#   Generating history costs about 0.2 s of CPU per step (the real collectors reading the rendered sources of
+#   ~250 running jobs), spread over one worker process per CPU (`nomade sim history --workers`), promtool
+#   overlapping: see the README for measured times.
 #   NOMADE_SIM_PROM_PORT (9190), NOMADE_SIM_AM_PORT (9193), NOMADE_SIM_EXPORTER_PORT (9196),
 #   NOMADE_SIM_ANALYTICS_PORT (9197): ports on 127.0.0.1, away from the lab's 9090/9093/9866/9867
 #   NOMADE_SIM_PYTHON_BIN  directory holding nomade and nomade-analytics (default: the checkout's .venv/bin)
@@ -165,6 +165,13 @@ render() {  # render TEMPLATE DEST: substitute the @NAME@ placeholders
     mv "$2.tmp" "$2"
 }
 
+start_prometheus() {
+    # retention: the backfilled blocks must not be deleted as too old at start-up (15 days > the longest DAYS)
+    launch prometheus "$PROMETHEUS" --config.file="$DIR/etc/prometheus.yml" --storage.tsdb.path="$DIR/prometheus" \
+        --web.listen-address="$PROM_ADDR" --storage.tsdb.retention.time=15d
+    wait_ready prometheus 120 "http://$PROM_ADDR/-/ready"
+}
+
 running_any() {
     local n
     for n in alertmanager prometheus exporter analytics; do
@@ -224,10 +231,19 @@ cmd_start() {
     launch alertmanager "$ALERTMANAGER" --config.file="$DIR/build/alertmanager/alertmanager.yml" \
         --storage.path="$DIR/alertmanager" --web.listen-address="$AM_ADDR" --cluster.listen-address=
     wait_ready alertmanager 30 "http://$AM_ADDR/-/ready"
-    # retention: the backfilled blocks must not be deleted as too old at start-up (15 days > the longest DAYS)
-    launch prometheus "$PROMETHEUS" --config.file="$DIR/etc/prometheus.yml" --storage.tsdb.path="$DIR/prometheus" \
-        --web.listen-address="$PROM_ADDR" --storage.tsdb.retention.time=15d
-    wait_ready prometheus 120 "http://$PROM_ADDR/-/ready"
+    start_prometheus
+    # Recording rules start at Prometheus' first evaluation: their history is computed from the backfilled samples
+    # by promtool, through this Prometheus, and its blocks moved into the TSDB. Prometheus would load them at its
+    # next block reload (up to a minute); restarting it now, before the exporter runs, loads them at once.
+    log "backfilling the recording rules over the history (log: $DIR/log/rules.log)"
+    if PATH="$(dirname "$PROMTOOL"):$PATH" "$BIN/nomade" sim rules --state-dir "$DIR/sim" --url "http://$PROM_ADDR" \
+        --tsdb "$DIR/prometheus" "$DIR/build/prometheus/nomade-rules.yml" >"$DIR/log/rules.log" 2>&1; then
+        log "$(tail -n 1 "$DIR/log/rules.log")"
+        stop_pidfile prometheus
+        start_prometheus
+    else
+        warn "recording-rule history failed (see $DIR/log/rules.log): those series start now"
+    fi
     launch exporter "$BIN/nomade" sim serve --state-dir "$DIR/sim" --web.listen-address "$EXPORTER_ADDR"
     wait_ready exporter 300 "http://$EXPORTER_ADDR/metrics"
     wait_scraped
@@ -246,6 +262,10 @@ cmd_start() {
     wait_query 60 "has the risk scores" 'nomade_job_risk_score' ||
         warn "no risk scores in Prometheus after 60 s (training needs enough finished jobs of both outcomes;" \
             "see $DIR/log/train.log and $DIR/log/analytics.log)"
+    # more points over the history than the live evaluations alone could have made: the backfilled rule blocks
+    wait_query 30 "has the recording-rule history" \
+        "count_over_time(cluster:nomade_slurm_node_cpus_allocated:ratio[${HISTORY_SECONDS}s]) > $((HISTORY_SECONDS / 120))" ||
+        warn "the recording rules' history is not visible yet (see $DIR/log/rules.log)"
     cmd_status
 }
 

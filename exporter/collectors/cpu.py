@@ -11,6 +11,7 @@ import os
 
 from ..derived import SATURATED_BUSY_RATIO, core_summary, cpu_busy_ratio, cpu_mode_ratios
 from ..metrics import MetricSet, MetricSpec
+from ..parsers.common import ParseResult
 from ..parsers.proc_pressure import PressureLine
 from ..parsers.proc_stat import ProcStat, parse_stat
 from ..sampler import Sampler
@@ -111,19 +112,35 @@ class CpuCollector(Collector):
         super().__init__(ctx)
         self.user_hz = float(self.option("user_hz", 0)) or float(os.sysconf("SC_CLK_TCK"))
         self.threshold = float(self.option("saturation_threshold", SATURATED_BUSY_RATIO))
+        # (text, parse) of the last /proc/stat read, see _parse_stat().
+        self._stat_parsed: tuple[str, ParseResult[ProcStat]] | None = None
         self.sampler: Sampler[tuple[ProcStat, dict[str, PressureLine] | None]] = Sampler(
             self._read_sample, float(self.option("sample_interval", DEFAULT_SAMPLE_INTERVAL)), name="cpu"
         )
         self.sampler.start()
 
+    def _parse_stat(self, text: str) -> ParseResult[ProcStat]:
+        """``parse_stat(text)``, reusing the previous result when the text is the same.
+
+        The sampler and collect() both read ``/proc/stat``; on a live node the tick counters differ at every
+        read (one failed string comparison), while a static tree (the simulator's scrape right after its
+        sample) is parsed once. The result is shared, never mutated.
+        """
+        cached = self._stat_parsed
+        if cached is not None and cached[0] == text:
+            return cached[1]
+        result = parse_stat(text)
+        self._stat_parsed = (text, result)
+        return result
+
     def _read_sample(self) -> tuple[ProcStat, dict[str, PressureLine] | None]:
-        stat = parse_stat(read_proc_text(self.ctx.proc_root, "stat")).records[0]
+        stat = self._parse_stat(read_proc_text(self.ctx.proc_root, "stat")).records[0]
         psi, _ = read_pressure(self.ctx.proc_root, "cpu")
         return stat, psi
 
     def collect(self, out: MetricSet) -> None:
         """Fill ``out``; raises CollectorError when /proc/stat cannot be read or has no CPU line."""
-        result = parse_stat(read_proc_text(self.ctx.proc_root, "stat"))
+        result = self._parse_stat(read_proc_text(self.ctx.proc_root, "stat"))
         psi, psi_issues = read_pressure(self.ctx.proc_root, "cpu")
         self.count_parse_errors(len(result.issues) + psi_issues)
         stat = result.records[0]

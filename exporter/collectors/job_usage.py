@@ -57,6 +57,7 @@ import os
 import pwd
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from operator import attrgetter
 from pathlib import Path
 
 from ..metrics import MetricSet, MetricSpec
@@ -151,17 +152,21 @@ def find_job_cgroups(sys_root: Path) -> dict[str, JobCgroup]:
     # v2: only on a pure unified hierarchy (SLURM refuses hybrid setups for cgroup/v2).
     if (root / "cgroup.controllers").exists():
         seen: set[Path] = set()
+        root_parts = root.parts
         for pattern in V2_SCOPE_GLOBS:
-            for scope in sorted(root.glob(pattern)):
+            # Sorting by parts is the order of Path's own comparison (component lists), without its __lt__ calls.
+            for scope in sorted(root.glob(pattern), key=_parts):
                 if scope in seen or not scope.is_dir():
                     continue
                 seen.add(scope)
-                scope_parts = scope.relative_to(root).parts  # once per scope: pathlib is costly per job
-                for job_dir in _subdirs(scope, "job_"):
-                    name = parse_job_cgroup_path((*scope_parts, job_dir.name))
+                # scope.relative_to(root).parts: glob's results extend root's parts (pathlib is costly per job).
+                scope_parts = scope.parts[len(root_parts) :]
+                # _subdirs(scope, "job_") with a Path made only for the job directories kept.
+                for name_text, path in _subdir_paths(str(scope), "job_"):
+                    name = parse_job_cgroup_path((*scope_parts, name_text))
                     if name is None or name.job_id in jobs:
                         continue
-                    jobs[name.job_id] = JobCgroup(name.job_id, 2, name.slurm_node, None, {"unified": job_dir})
+                    jobs[name.job_id] = JobCgroup(name.job_id, 2, name.slurm_node, None, {"unified": Path(path)})
     return jobs
 
 
@@ -174,6 +179,30 @@ def slurm_cgroups_present(sys_root: Path) -> bool:
         if any(True for _ in _subdirs(ctrl_dir, "slurm")):
             return True
     return any(any(True for _ in root.glob(p)) for p in V2_SCOPE_GLOBS)
+
+
+_parts = attrgetter("parts")
+
+
+def _subdir_paths(path: str, prefix: str) -> list[tuple[str, str]]:
+    """``(name, path)`` of the subdirectories of ``path`` whose name starts with ``prefix``, by name.
+
+    What :func:`_subdirs` yields, as strings: links are not followed, an unreadable directory or entry is
+    skipped.
+    """
+    out: list[tuple[str, str]] = []
+    try:
+        entries = list(os.scandir(path))
+    except OSError:
+        return out
+    for e in entries:
+        try:
+            if e.name.startswith(prefix) and e.is_dir(follow_symlinks=False):
+                out.append((e.name, e.path))
+        except OSError:
+            continue
+    out.sort()
+    return out
 
 
 def _subdirs(path: Path, prefix: str = "") -> Iterator[Path]:
@@ -200,17 +229,35 @@ def read_text_checked(path: Path | str) -> str:
         OSError: the file cannot be read (``FileNotFoundError`` when it vanished, ``PermissionError``...).
 
     """
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        chunks = []
-        while chunk := os.read(fd, 65536):
-            chunks.append(chunk)
-    finally:
-        os.close(fd)
-    text = b"".join(chunks).decode("utf-8", "replace")
+    text = read_bytes_checked(path).decode("utf-8", "replace")
     if "\r" in text:
         text = text.replace("\r\n", "\n").replace("\r", "\n")
     return text
+
+
+def read_bytes_checked(path: Path | str) -> bytes:
+    """A file's whole content, read with ``os.open``/``os.read`` until ``read`` returns nothing.
+
+    A kernel file (seq_file) may return less than asked before its end, so only an empty read ends it; the
+    usual cgroup or proc file fits the first read and costs one more to see the end, without a chunk list.
+
+    Raises:
+        OSError: the file cannot be read (``FileNotFoundError`` when it vanished, ``PermissionError``...).
+
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        data = os.read(fd, 65536)
+        if data:
+            more = os.read(fd, 65536)
+            if more:
+                chunks = [data, more]
+                while chunk := os.read(fd, 65536):
+                    chunks.append(chunk)
+                data = b"".join(chunks)
+    finally:
+        os.close(fd)
+    return data
 
 
 def read_text(path: Path | str) -> str | None:
@@ -236,18 +283,20 @@ def _walk_paths(job_dir: str) -> Iterator[str]:
     while stack:
         d = stack.pop()
         yield d
+        # Only the subdirectories are sorted (a cgroup directory is mostly files); sorting by name or by
+        # path (one parent) gives the same order.
+        subdirs = []
         try:
-            entries = sorted(os.scandir(d), key=lambda e: e.name)
+            for e in os.scandir(d):
+                try:
+                    if e.is_dir(follow_symlinks=False):
+                        subdirs.append(e.path)
+                except OSError:
+                    continue
         except OSError:
             continue
-        subdirs = []
-        for e in entries:
-            try:
-                if e.is_dir(follow_symlinks=False):
-                    subdirs.append(e.path)
-            except OSError:
-                continue
-        stack.extend(reversed(subdirs))
+        subdirs.sort(reverse=True)
+        stack.extend(subdirs)
 
 
 @dataclass
@@ -274,9 +323,10 @@ def list_job_pids(job: JobCgroup) -> PidListing | None:
     out = PidListing()
     thread_file = "cgroup.threads" if job.version == 2 else "tasks"
     seen: set[int] = set()
+    # An empty file (every cgroup but the leaves holding processes) lists nothing: no parse for it.
     for cg in _walk_paths(str(d)):
         text = read_text(f"{cg}/cgroup.procs")
-        if text is not None:
+        if text:
             res = parse_pid_list(text)
             out.issues += len(res.issues)
             for pid in res.records:
@@ -284,7 +334,7 @@ def list_job_pids(job: JobCgroup) -> PidListing | None:
                     seen.add(pid)
                     out.pids.append(pid)
         text = read_text(f"{cg}/{thread_file}")
-        if text is not None:
+        if text:
             res = parse_pid_list(text)
             out.issues += len(res.issues)
             out.threads += len(res.records)
@@ -551,8 +601,8 @@ class JobUsageCollector(Collector):
             out.add("nomade_job_usage_cpu_system_seconds_total", stat["system_usec"] / 1e6, job_id=jid)
         out.add("nomade_job_usage_memory_usage_bytes", self._value(f"{d}/memory.current"), job_id=jid)
         out.add("nomade_job_usage_memory_peak_bytes", self._value(f"{d}/memory.peak"), job_id=jid)
-        if os.path.exists(f"{d}/memory.max"):
-            out.add("nomade_job_usage_memory_limit_bytes", limit_bytes(self._value(f"{d}/memory.max")), job_id=jid)
+        # A missing memory.max reads as None like "max" (no limit): no sample, no existence check needed.
+        out.add("nomade_job_usage_memory_limit_bytes", limit_bytes(self._value(f"{d}/memory.max")), job_id=jid)
         mstat = self._keyed(f"{d}/memory.stat")
         out.add("nomade_job_usage_memory_rss_bytes", mstat.get("anon"), job_id=jid)
         out.add("nomade_job_usage_memory_cache_bytes", mstat.get("file"), job_id=jid)
@@ -594,7 +644,7 @@ class JobUsageCollector(Collector):
                 if comm == SLURMSTEPD_COMM:
                     continue
                 try:
-                    blob = (self.ctx.proc_root / str(pid) / "environ").read_bytes()
+                    blob = read_bytes_checked(f"{self.ctx.proc_root}/{pid}/environ")
                 except OSError:
                     continue
                 value = environ_value(blob, "SLURM_JOB_GPUS")

@@ -388,6 +388,8 @@ class NfsCollector(Collector):
         include = self.option("mountpoint_include", None)
         self.include = re.compile(str(include)) if include else None
         self._said_absent = False
+        # (mountstats text, mountinfo text or None, its groups, its issue count) of the last parse.
+        self._parsed: tuple[str, str | None, tuple[NfsMountGroup, ...], int] | None = None
         self.sampler: Sampler[Snapshot] = Sampler(
             self._read_sample, float(self.option("sample_interval", DEFAULT_SAMPLE_INTERVAL)), name="nfs"
         )
@@ -430,7 +432,8 @@ class NfsCollector(Collector):
 
         Returns:
             ``(groups after the mount point filter, number of parse issues)``; an empty list when no NFS
-            mount exists.
+            mount exists. While both files read exactly as at the previous call, that call's parse is reused
+            (same groups and issue count).
 
         Raises:
             CollectorError: mountstats cannot be read.
@@ -439,16 +442,24 @@ class NfsCollector(Collector):
         text = self._read_text("mountstats")
         if not _has_nfs(text):
             return [], 0
-        result = parse_mountstats(text)
-        issues = len(result.issues)
-        sbs = None
         try:
-            info = parse_mountinfo((self.ctx.proc_root / "self" / "mountinfo").read_text(errors="replace"))
+            info_text: str | None = (self.ctx.proc_root / "self" / "mountinfo").read_text(errors="replace")
         except OSError:
-            info = None  # fall back to (server, export, identical counters), see group_by_superblock
-        if info is not None:
-            sbs = superblock_ids(result.records, info.records)
-        groups = group_by_superblock(result.records, sbs)
+            info_text = None  # fall back to (server, export, identical counters), see group_by_superblock
+        # The sampler and collect() read the same files: when neither changed since the last parse (an idle
+        # mount read twice in one interval, the simulator's scrape right after its sample), the parse is reused.
+        # Parsing is a pure function of the two texts and its results are not mutated.
+        cached = self._parsed
+        if cached is not None and cached[0] == text and cached[1] == info_text:
+            groups, issues = list(cached[2]), cached[3]
+        else:
+            result = parse_mountstats(text)
+            issues = len(result.issues)
+            sbs = None
+            if info_text is not None:
+                sbs = superblock_ids(result.records, parse_mountinfo(info_text).records)
+            groups = group_by_superblock(result.records, sbs)
+            self._parsed = (text, info_text, tuple(groups), issues)
         if self.include is not None:
             groups = [g for g in groups if self.include.search(g.mount_point)]
         return groups, issues

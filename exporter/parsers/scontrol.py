@@ -23,7 +23,9 @@ The parsers refuse anything else (``--json`` output, ``show job``, ``show lic``,
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from itertools import accumulate
 
 from .common import ParseResult
 from .slurm_units import (
@@ -35,6 +37,7 @@ from .slurm_units import (
     parse_size,
     parse_timestamp,
     parse_tres,
+    per_parse_cache,
 )
 
 # Every key scontrol 20.11-26.05 prints in a node record (node_info.c of those releases).
@@ -52,6 +55,9 @@ NODE_KEYS = frozenset(
 _FREE_TEXT = frozenset({"OS", "Reason", "Comment", "Extra"})
 # A key starts at the beginning or after whitespace; ``AllocNode:Sid`` (show job) keeps its colon.
 _KEY_AT = re.compile(r"(?:(?<=\s)|^)([A-Za-z][A-Za-z0-9_]*(?::[A-Za-z]+)?)=")
+# _KEY_AT with the "=" captured too, for re.split (see split_pairs); "not after a non-space" is _KEY_AT's "at the
+# start or after a space", and a third cheaper to search for.
+_KEY_SPLIT = re.compile(r"(?<!\S)([A-Za-z][A-Za-z0-9_]*(?::[A-Za-z]+)?)(=)")
 # `` [user@2024-01-02T03:04:05]`` after the first reason line (node_info.c); the time may also be Unix seconds
 # (SLURM_TIME_FORMAT=%s) or another strftime format, so anything without spaces or brackets is accepted.
 _REASON_SUFFIX = re.compile(r"\s\[([^\[\]@\s]*)@([^\[\]\s]+)\](?=\s|$)")
@@ -171,32 +177,54 @@ def split_pairs(record: str, known: frozenset[str] | None = None) -> dict[str, s
         first value (scontrol prints each key once; a repeat can only come from free text).
 
     """
-    starts = [(m.start(), m.end(), m.group(1)) for m in _KEY_AT.finditer(record)]
-    if not starts or starts[0][0] != 0:
+    # One C-level split instead of a match object per pair (a node record has about 40 pairs): parts are
+    # [text before the first key, key, "=", raw value, key, "=", raw value, ...], and their running lengths
+    # give each match's start and each value's start.
+    parts = _KEY_SPLIT.split(record)
+    if len(parts) == 1 or parts[0]:
         return None
-    out: dict[str, str] = {}
+    keys = parts[1::3]
+    raw = parts[3::3]
+    if known is None or _FREE_TEXT.isdisjoint(keys):
+        # Every value ends where the next key starts.
+        if len(set(keys)) == len(keys):
+            return dict(zip(keys, map(str.strip, raw), strict=True))
+        out: dict[str, str] = {}
+        for key, value in zip(keys, raw, strict=True):
+            if key not in out:
+                out[key] = value.strip()
+        return out
+    offsets = list(accumulate(map(len, parts), initial=0))
+    kstarts = offsets[1::3]  # one more than keys: the last is len(record)
+    vstarts = offsets[3::3]
+    n = len(keys)
+    out = {}
     i = 0
-    while i < len(starts):
-        _, vstart, key = starts[i]
+    while i < n:
+        key = keys[i]
+        vstart = vstarts[i]
         j = i + 1
-        if known is not None and key in _FREE_TEXT:
+        if key in _FREE_TEXT:
             vend: int | None = None
             if key == "Reason":
                 # The [user@time] suffix closes the first reason line; take the last one before the
                 # free-text keys printed after Reason (22.05+), so that a reason quoting brackets still ends
                 # at SLURM's own suffix.
-                limit = next((s for s, _, k in starts[j:] if k in ("Comment", "Extra") and k not in out), len(record))
+                limit = next(
+                    (kstarts[x] for x in range(j, n) if keys[x] in ("Comment", "Extra") and keys[x] not in out),
+                    len(record),
+                )
                 suffixes = list(_REASON_SUFFIX.finditer(record, vstart, limit))
                 if suffixes:
                     vend = suffixes[-1].end()
-                    while j < len(starts) and starts[j][0] < vend:
+                    while j < n and kstarts[j] < vend:
                         j += 1
             if vend is None:
-                while j < len(starts) and (starts[j][2] not in known or starts[j][2] in out or starts[j][2] == key):
+                while j < n and (keys[j] not in known or keys[j] in out or keys[j] == key):
                     j += 1
-                vend = starts[j][0] if j < len(starts) else len(record)
+                vend = kstarts[j]
         else:
-            vend = starts[j][0] if j < len(starts) else len(record)
+            vend = kstarts[j]
         if key not in out:
             out[key] = record[vstart:vend].strip()
         i = j
@@ -259,7 +287,21 @@ def _gres_from_tres(tres: dict[str, float]) -> dict[tuple[str, str], int] | None
     return out or None
 
 
-def _node_from_fields(fields: dict[str, str]) -> tuple[NodeRecord | None, list[str]]:
+def _gres_of(text: str) -> dict[tuple[str, str], int]:
+    return parse_gres(normalise_gres(text))
+
+
+def _node_from_fields(
+    fields: dict[str, str],
+    gres_of: Callable[[str], dict[tuple[str, str], int]] = _gres_of,
+    state_of: Callable[[str], tuple[str, frozenset[str]]] = parse_node_state,
+) -> tuple[NodeRecord | None, list[str]]:
+    """One node record from its pairs, and the issues met (texts without the line).
+
+    ``gres_of`` and ``state_of`` may be per-parse caches of :func:`_gres_of` and
+    :func:`~nomade.exporter.parsers.slurm_units.parse_node_state` (a cluster repeats a few GRES and state texts
+    over all its nodes); ``gres_of``'s dicts are copied before use, so a cached one is never changed.
+    """
     issues: list[str] = []
     name = fields.get("NodeName", "")
     if not name or is_null(name):
@@ -268,14 +310,14 @@ def _node_from_fields(fields: dict[str, str]) -> tuple[NodeRecord | None, list[s
     if state_text is None:
         return None, [f"node {name}: no State"]
     try:
-        state, flags = parse_node_state(state_text)
+        state, flags = state_of(state_text)
     except ValueError as exc:
         return None, [f"node {name}: {exc}"]
     gres_text = fields.get("Gres", "")
-    gres = parse_gres(normalise_gres(gres_text)) if gres_text else {}
+    gres = dict(gres_of(gres_text)) if gres_text else {}
     gres_used: dict[tuple[str, str], int] | None = None
     if "GresUsed" in fields:
-        gres_used = parse_gres(normalise_gres(fields["GresUsed"]))
+        gres_used = dict(gres_of(fields["GresUsed"]))
     elif "AllocTRES" in fields:
         gres_used = _gres_from_tres(parse_tres(fields["AllocTRES"]))
         if gres_used is not None:
@@ -356,12 +398,14 @@ def parse_nodes(text: str) -> ParseResult[NodeRecord]:
     if _kind(text) != "NodeName":
         _refuse(result, text)
         return result
+    gres_of = per_parse_cache(_gres_of)
+    state_of = per_parse_cache(parse_node_state)
     for no, rec in split_records(text):
         fields = split_pairs(rec, NODE_KEYS)
         if fields is None or "NodeName" not in fields:
             result.skip(no, "not a node record", rec)
             continue
-        node, issues = _node_from_fields(fields)
+        node, issues = _node_from_fields(fields, gres_of, state_of)
         for issue in issues:
             result.skip(no, issue, rec)
         if node is not None:

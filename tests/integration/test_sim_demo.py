@@ -158,6 +158,32 @@ def test_live_series_continue_the_backfilled_ones(stack):
     assert finished and {r["value"][1] for r in finished} == {"0"}
 
 
+def test_recording_rules_have_the_historys_values(stack):
+    # `nomade sim rules` evaluated the recording rules over the history; a rule reading another rule (inlined)
+    # included. The recorded value equals the rule's expression evaluated on the backfilled samples.
+    meta = stack["meta"]
+    t = meta["start"] + 0.5 * DAYS * 86400
+    for record, expr in (
+        ("cluster:nomade_slurm_node_cpus_allocated:ratio", None),
+        ("cluster:nomade_cpu_busy_average_ratio:avg", "avg by (cluster) (avg by (cluster, node) "
+         "(avg_over_time(nomade_cpu_busy_average_ratio[5m])))"),
+    ):  # fmt: skip
+        stamp = query(f"timestamp({record})", t)
+        assert len(stamp) == 1, record
+        ts = float(stamp[0]["value"][1])  # the recorded sample's own time
+        assert t - 120 < ts <= t  # a backfilled point of the last minute, not an older one within the lookback
+        got = query(record, ts)
+        assert 0 < float(got[0]["value"][1]) <= 1
+        if expr is not None:
+            want = query(expr, ts)
+            assert abs(float(got[0]["value"][1]) - float(want[0]["value"][1])) < 1e-9
+    # one evaluation a minute over the history (promtool's --eval-interval 60s), then the live ones
+    span = query(f"count_over_time(cluster:nomade_slurm_node_cpus_allocated:ratio[{int(DAYS * 86400)}s])")
+    assert float(span[0]["value"][1]) >= DAYS * 86400 / 60 * 0.9
+    # alerting rules are not given to promtool (it would write them as series named after the alert)
+    assert query("count({__name__=~'Nomade.*'})", t) == []
+
+
 def test_analytics_trend_and_risk_scores(stack):
     trend = wait_for(lambda: query('nomade_trend_slope_per_second{mountpoint="/scratch",watch="scratch_used"}'), 120)
     assert len(trend) == 1 and float(trend[0]["value"][1]) > 0  # /scratch fills

@@ -45,3 +45,17 @@ def test_render_refuses_unknown_commands_and_missing_state(tmp_path: Path, capsy
     assert main(["sim", "render", "--list"]) == 0
     listed = capsys.readouterr().out
     assert "squeue" in listed and "sacct" in listed
+
+
+def test_rules_and_history_arguments(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rules = tmp_path / "rules.yml"
+    rules.write_text("groups: []\n")
+    argv = ["sim", "rules", "--state-dir", str(tmp_path), "--url", "http://127.0.0.1:1", "--tsdb", str(tmp_path)]
+    assert main([*argv, str(rules)]) == 1
+    assert "no history in" in capsys.readouterr().err
+    write_meta(tmp_path, {"seed": 1, "start": 1000.0, "end": 2000.0, "step": 120.0})
+    assert main([*argv, "--promtool", str(tmp_path / "none"), str(rules)]) == 1
+    assert "not found" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["sim", "history", "--tsdb", str(tmp_path), "--state-dir", str(tmp_path), "--workers", "0"])
+    assert "must be at least 1" in capsys.readouterr().err

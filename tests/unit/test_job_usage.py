@@ -151,3 +151,52 @@ def test_job_vanishing_mid_read(tmp_path):
     out = collect(make(tmp_path / "v1"))
     assert out.value("nomade_job_usage_memory_usage_bytes", job_id="32") is None
     assert out.value("nomade_job_usage_cpu_seconds_total", job_id="32") == pytest.approx(0.129088662)
+
+
+def test_v2_memory_max_absent_or_bad(tmp_path):
+    """No memory.max: no limit series and no parse error; an unreadable value is a counted parse error."""
+    shutil.copytree(V2, tmp_path / "v2")
+    job = tmp_path / "v2" / "sys" / "fs" / "cgroup" / "system.slice" / "slurmstepd.scope" / "job_4242"
+    (job / "memory.max").write_text("8589934592\n")
+    c = make(tmp_path / "v2")
+    assert collect(c).value("nomade_job_usage_memory_limit_bytes", job_id="4242") == 8589934592
+    errors = c.parse_errors
+    (job / "memory.max").unlink()
+    assert collect(c).value("nomade_job_usage_memory_limit_bytes", job_id="4242") is None
+    assert c.parse_errors == errors
+    (job / "memory.max").write_text("lots\n")
+    assert collect(c).value("nomade_job_usage_memory_limit_bytes", job_id="4242") is None
+    assert c.parse_errors == errors + 1
+
+
+def test_read_text_checked_reads_to_the_end(tmp_path):
+    """Empty, one-read and many-read files, CRLF and undecodable bytes, a missing file."""
+    from nomade.exporter.collectors.job_usage import read_bytes_checked, read_text, read_text_checked
+
+    big = b"".join(b"%d\n" % i for i in range(60_000))  # over two 64 KiB reads
+    for name, data in (("empty", b""), ("small", b"1\r\n2\r3\n"), ("big", big), ("bad", b"a\xffb\n")):
+        (tmp_path / name).write_bytes(data)
+        assert read_bytes_checked(tmp_path / name) == data
+        assert (
+            read_text_checked(str(tmp_path / name)) == open(tmp_path / name, encoding="utf-8", errors="replace").read()
+        )
+    assert read_text(tmp_path / "missing") is None
+    with pytest.raises(FileNotFoundError):
+        read_bytes_checked(tmp_path / "missing")
+
+
+def test_walk_order_and_subdir_listing(tmp_path):
+    """The string walk and the job directory listing give walk_cgroup's / _subdirs' order, links not followed."""
+    from nomade.exporter.collectors.job_usage import _subdir_paths, _subdirs, _walk_paths, walk_cgroup
+
+    root = tmp_path / "job_1"
+    for d in ("step_b/task_1", "step_b/task_0", "step_a", "step_a/x/y", "step_10", "zz"):
+        (root / d).mkdir(parents=True)
+    (root / "cgroup.procs").write_text("")
+    (root / "link").symlink_to(root / "step_a")
+    assert list(_walk_paths(str(root))) == [str(p) for p in walk_cgroup(root)]
+    assert [str(p) for p in walk_cgroup(root)][:3] == [str(root), str(root / "step_10"), str(root / "step_a")]
+    for prefix in ("", "step_", "nothing"):
+        assert [p for _, p in _subdir_paths(str(root), prefix)] == [str(p) for p in _subdirs(root, prefix)]
+        assert [n for n, _ in _subdir_paths(str(root), prefix)] == [p.name for p in _subdirs(root, prefix)]
+    assert _subdir_paths(str(tmp_path / "missing"), "") == []

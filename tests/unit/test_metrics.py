@@ -118,3 +118,58 @@ def test_surrogates_are_cleaned_at_exposition():
     ms = MetricSet(SPECS)
     ms.info("nomade_test_reason_info", node="n1", reason="bad \udcff byte")
     assert "bad \ufffd byte" in expose(ms)
+
+
+def _reference_samples(ms: MetricSet, rewriter=None):
+    """families() as Metric.add_sample per sorted key would build them (the behaviour before the fast path)."""
+    from nomade.exporter.metrics import _label_dict
+
+    out = []
+    for fam in ms._families.values():
+        spec = fam.spec
+        rw = rewriter(spec) if rewriter is not None else None
+        for key, v in sorted(fam.samples.items()):
+            labels = _label_dict(spec.labels, rw(key) if rw else key)
+            out.append((spec.name, labels, v, None, None, None))
+    return out
+
+
+@pytest.mark.parametrize("width", range(7))
+@pytest.mark.parametrize("rewrite", [False, True])
+@pytest.mark.parametrize("value", ["plain", "naïve", "bad\udcff"])
+def test_families_match_add_sample_for_every_label_count(width, rewrite, value):
+    """The per-width fast paths, the non-ASCII fallback and the rewriter give what add_sample would."""
+    from prometheus_client.samples import Sample
+
+    from nomade.exporter import metrics
+
+    names = tuple(f"l{i}" for i in range(width))
+    specs = (
+        MetricSpec("nomade_w_gauge", "gauge", "G.", names),
+        MetricSpec("nomade_w_total", "counter", "C.", names),
+        MetricSpec("nomade_w_info", "info", "I.", names),
+    )
+    ms = MetricSet(specs)
+    for i in (3, 1, 2, 10):
+        labels = {n: f"{value}{i}-{k}" for k, n in enumerate(names)}
+        ms.add("nomade_w_gauge", i, **labels)
+        ms.add("nomade_w_total", i, **labels)
+        ms.add("nomade_w_total", 0.5, **labels)
+        ms.info("nomade_w_info", **labels)
+
+    def rewriter(spec):
+        return (lambda key: tuple(v.upper() for v in key)) if spec.type != "info" else None
+
+    old = metrics.label_rewriter()
+    metrics.set_label_rewriter(rewriter if rewrite else None)
+    try:
+        fams = ms.families()
+    finally:
+        metrics.set_label_rewriter(old)
+    got = [s for m in fams for s in m.samples]
+    assert got == _reference_samples(ms, rewriter if rewrite else None)
+    assert all(type(s) is Sample for s in got)
+    dicts = [s.labels for s in got]
+    assert len({id(d) for d in dicts}) == len(dicts)  # a fresh dict per sample (callers add labels in place)
+    assert [m.name for m in fams] == ["nomade_w_gauge", "nomade_w", "nomade_w_info"]
+    assert [m.type for m in fams] == ["gauge", "counter", "gauge"]

@@ -234,3 +234,37 @@ def test_available(tmp_path, monkeypatch, mountstats, filesystems, expected):
     real = nfs.Path
     monkeypatch.setattr(nfs, "Path", lambda p: real(tmp_path / real(p).name))
     assert NfsCollector.available() is expected
+
+
+def test_unchanged_files_reuse_the_parse(tmp_path, monkeypatch):
+    """The sampler and collect() read the same files: an unchanged pair is parsed once, a change reparses."""
+    root = tree(
+        tmp_path,
+        own_fixture("mountstats", "nfs3-nfs4-shared-superblock.txt"),
+        own_fixture("mountstats", "mountinfo-nfs3-nfs4-shared-superblock.txt"),
+    )
+    calls = []
+    real = nfs.parse_mountstats
+    monkeypatch.setattr(nfs, "parse_mountstats", lambda text: calls.append(1) or real(text))
+    c = make(root)
+    try:
+        first = c.read_groups()
+        second = c.read_groups()
+        assert len(calls) == 1 and second == first and second[0] is not first[0]
+        # mountinfo changing alone (a mount stacked elsewhere) reparses: the grouping depends on it.
+        (root / "self" / "mountinfo").write_text("")
+        assert c.read_groups() == c.read_groups() and len(calls) == 2
+        (root / "self" / "mountstats").write_text(own_fixture("mountstats", "near-2e64-t0.txt"))
+        fresh = c.read_groups()
+        assert len(calls) == 3 and fresh[0] != first[0]
+        assert {g.mount_point for g in fresh[0]} == {g.mount_point for g in real_groups(root)}
+    finally:
+        c.close()
+
+
+def real_groups(root):
+    c = make(root)
+    try:
+        return c.read_groups()[0]
+    finally:
+        c.close()

@@ -168,3 +168,30 @@ def test_mangled_lines_never_raise(line, pos, cut, junk):
     mangled = line[:pos] + junk + line[pos + cut :]
     res = parse_nodes(mangled + "\n" + line)
     assert res.records  # the intact line still parses
+
+
+@pytest.mark.parametrize(
+    ("record", "known", "expected"),
+    [
+        ("", None, None),
+        ("   ", None, None),
+        ("text before A=1", None, None),
+        (" A=1", None, None),  # the first key must start the record
+        ("A=1 B= C=x=y", None, {"A": "1", "B": "", "C": "x=y"}),
+        ("A=1 B=2 A=3", None, {"A": "1", "B": "2"}),  # a repeat keeps the first value, in first-seen order
+        ("A=1\tB=a,b  C=3", None, {"A": "1", "B": "a,b", "C": "3"}),
+        ("A=x=1 y=2", None, {"A": "x=1", "y": "2"}),  # "x=1" is glued to "A=": no new key
+        ("AllocNode:Sid=h:1 B=2", None, {"AllocNode:Sid": "h:1", "B": "2"}),
+        ("NodeName=n1 State=IDLE State=x", NODE_KEYS, {"NodeName": "n1", "State": "IDLE"}),
+        ("NodeName=n1 OS=Linux 5.x Arch=y State=IDLE", NODE_KEYS, {"NodeName": "n1", "OS": "Linux 5.x", "Arch": "y",
+                                                                  "State": "IDLE"}),
+        # State is no free text: it ends at the repeated OS=, whose own value is dropped (the first one stays).
+        ("NodeName=n1 OS=a State=b OS=c", NODE_KEYS, {"NodeName": "n1", "OS": "a", "State": "b"}),
+    ],
+)  # fmt: skip
+def test_split_pairs_edges(record, known, expected):
+    """Pair boundaries, repeats and refusals of split_pairs (both its plain and its free-text paths)."""
+    got = split_pairs(record, known)
+    assert got == expected
+    if got is not None:
+        assert list(got) == list(expected)

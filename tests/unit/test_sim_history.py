@@ -9,6 +9,7 @@ values are the values that were added, never a copy of the writer's output.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 import shutil
@@ -29,6 +30,7 @@ from nomade.sim.history import (
     format_value,
     generate_history,
     per_core_dropped,
+    plan_ranges,
 )
 
 REPO = Path(__file__).resolve().parents[2]
@@ -279,3 +281,67 @@ def test_gc_tuning_is_restored():
         assert gc.get_freeze_count() > frozen  # the objects alive at entry are out of the collector's way
     assert gc.get_threshold() == before
     assert gc.get_freeze_count() == frozen
+
+
+def test_plan_ranges_cover_every_step_once_on_block_boundaries():
+    start = 10 * BLOCK_SECONDS - 600
+    n = 12 * 30  # 12 h of 120 s steps: 7 block windows, the first one 5 steps long
+    for workers in (1, 2, 3, 7, 50):
+        ranges = plan_ranges(start, 120, n, workers)
+        assert len(ranges) == min(workers, 7)
+        assert ranges[0][0] == 0 and ranges[-1][1] == n
+        assert all(b[0] == a[1] + 1 for a, b in zip(ranges, ranges[1:], strict=False))
+        for first, _ in ranges[1:]:  # every range but the first begins a block window
+            assert chunk_index(start + first * 120) != chunk_index(start + (first - 1) * 120)
+    # balanced: two workers split 361 steps at the block boundary nearest past the middle
+    assert plan_ranges(start, 120, n, 2) == [(0, 184), (185, 360)]
+    assert plan_ranges(start, 120, 0, 4) == [(0, 0)]
+
+
+def _timing_free(path: Path) -> list[str]:
+    """A chunk's lines without the collectors' wall-clock durations (the only values that differ run to run)."""
+    return [line for line in path.read_text().splitlines() if not line.startswith("nomade_collector_duration_seconds")]
+
+
+def test_workers_write_what_one_uninterrupted_run_writes(tmp_path):
+    # Two worker processes, the second caught up to its first step (SimWorld.catch_up), must write the very lines
+    # of a run in one process: same series, values and timestamps, the counters of every collector included.
+    from test_sim_world import small_cluster, small_workload
+
+    from nomade.sim.world import build_world
+
+    factory = functools.partial(build_world, spec=small_cluster(), workload=small_workload(), sequential=True)
+    start = 900 * BLOCK_SECONDS - 1200
+    out = {}
+    for workers in (1, 2):
+        (tmp_path / f"w{workers}").mkdir()
+        exe = fake_promtool(tmp_path / f"w{workers}")
+        res = generate_history(
+            5, start, start + 3 * 3600, 300, tmp_path / f"w{workers}/tsdb", tmp_path / f"w{workers}/work",
+            instance="h:9", promtool=str(exe), world_factory=factory, keep_files=True, workers=workers,
+        )  # fmt: skip
+        files = sorted((tmp_path / f"w{workers}/work/openmetrics").glob("chunk-*.om"))
+        assert res.chunks == len(files) == 3 and res.steps == 37
+        out[workers] = ({f.name: _timing_free(f) for f in files}, res.samples, res.series)
+        calls = (tmp_path / f"w{workers}/promtool.args").read_text().splitlines()
+        assert sorted(calls) == [
+            f"tsdb create-blocks-from openmetrics {f} {tmp_path / f'w{workers}/tsdb'}" for f in files
+        ]
+    assert out[2] == out[1]
+    text = "\n".join(out[1][0][f"chunk-{901 * BLOCK_SECONDS}.om"])
+    assert "nomade_slurm_job_finished_total{" in text and "nomade_exporter_command_runs_total{" in text
+    # the second worker worked in the history's own directory (its accounting store is the history's)
+    assert (tmp_path / "w2/work/state/slurm_accounting.sqlite3").exists()
+    assert (tmp_path / "w2/work/part-0/state/slurm_accounting.sqlite3").exists()
+
+
+def test_a_failing_worker_fails_the_history(tmp_path):
+    exe = fake_promtool(tmp_path, rc=4)
+    start = 900 * BLOCK_SECONDS - 1200
+    with pytest.raises(HistoryError, match=r"history worker \d: .*exited with 4"):
+        generate_history(
+            5, start, start + 3 * 3600, 600, tmp_path / "tsdb", tmp_path / "work", instance="h:9",
+            promtool=str(exe), world_factory=FakeWorld, workers=2,
+        )  # fmt: skip
+    with pytest.raises(HistoryError, match="workers must be >= 1"):
+        generate_history(5, start, start + 600, 600, tmp_path / "t", tmp_path / "w", instance="h:9", workers=0)

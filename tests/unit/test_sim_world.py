@@ -277,3 +277,35 @@ def test_inline_executor_runs_at_once_and_keeps_exceptions():
     failed = ex.submit(lambda: 1 / 0)
     assert failed.done() and isinstance(failed.exception(), ZeroDivisionError)
     ex.shutdown()
+
+
+def test_catch_up_resumes_an_uninterrupted_run(tmp_path):
+    # A history worker starting part-way builds a fresh world and catches it up: from then on its scrapes must be
+    # the uninterrupted world's, counters included (accounting store, scrapes, command runs of collectors with
+    # and without their own polling interval: sacctmgr polls every 300 s, sacct every 60 s, squeue every scrape).
+    times = [START + i * STEP for i in range(1, 10)]
+    whole = SimWorld(11, START, tmp_path / "whole", spec=small_cluster(), workload=small_workload(), sequential=True)
+    part = SimWorld(11, START, tmp_path / "part", spec=small_cluster(), workload=small_workload(), sequential=True)
+    try:
+        expected = []
+        for t in times:
+            whole.advance(t)
+            expected.append(_scrape(whole.collect()))
+        part.catch_up(times[:5])
+        for t, want in zip(times[5:], expected[5:], strict=True):
+            part.advance(t)
+            assert _scrape(part.collect()) == want
+        runs = {
+            k[1][0][1]: v for k, v in want.items() if k[0] == "nomade_exporter_command_runs_total" and len(k[1]) == 1
+        }
+        # one of each per scrape, sacctmgr every 300 s (3 of 9 scrapes), scontrol for nodes, partitions,
+        # reservations and licenses
+        assert runs == {"sacct": 9, "sacctmgr": 3, "scontrol": 36, "sdiag": 9, "sprio": 9, "squeue": 9, "sshare": 9}
+        assert want[("nomade_exporter_scrapes_total", ())] == 9.0
+        finished = sum(v for k, v in want.items() if k[0] == "nomade_slurm_job_finished_total")
+        assert finished > 0  # the accounting store's counters were rebuilt, not restarted
+        with pytest.raises(ValueError, match="at least 15 s apart"):
+            whole.catch_up([START + 3600, START + 3610])
+    finally:
+        whole.close()
+        part.close()
