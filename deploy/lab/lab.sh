@@ -88,11 +88,11 @@ stop_pidfile() {
     rm -f "$f"
 }
 
-render() {  # render TEMPLATE DEST: substitute @HOST@ @HOST_ADDR@ @LAB@ @DBPORT@ @DBPASS@
+render() {  # render TEMPLATE DEST: substitute @HOST@ @LAB@ @DBPORT@ @DBPASS@
     local dbpass=""
     [[ -s $LAB/etc/dbpass ]] && dbpass=$(<"$LAB/etc/dbpass")
-    sed -e "s|@HOST@|$HOST|g" -e "s|@HOST_ADDR@|${HOST_ADDR:-127.0.0.1}|g" -e "s|@LAB@|$LAB|g" \
-        -e "s|@DBPORT@|$DBPORT|g" -e "s|@DBPASS@|$dbpass|g" "$1" >"$2.tmp"
+    sed -e "s|@HOST@|$HOST|g" -e "s|@LAB@|$LAB|g" -e "s|@DBPORT@|$DBPORT|g" -e "s|@DBPASS@|$dbpass|g" \
+        "$1" >"$2.tmp"
     mv "$2.tmp" "$2"
 }
 
@@ -131,19 +131,20 @@ check_installed() {
     done
 }
 
-# host_addr: set HOST_ADDR, the address slurmctld listens on. With NoCtldInAddrAny (slurm.conf.in) slurmctld binds
-# to the address its host's NAME resolves to, while clients and slurmd connect to SlurmctldHost's address, so both
-# must be that one loopback address: Debian and Ubuntu map the name to 127.0.1.1 in /etc/hosts, other machines to
-# 127.0.0.1. A name that does not resolve (a minimal image) or resolves off loopback gets a first /etc/hosts line
-# mapping it to 127.0.0.1 (the lab is for a spare machine, and listens on loopback only).
-host_addr() {
-    HOST_ADDR=$(getent ahostsv4 "$HOST" 2>/dev/null | awk 'NR == 1 { print $1 }')
-    if [[ $HOST_ADDR != 127.* ]]; then
-        log "$HOST resolves to '${HOST_ADDR:-nothing}', not a loopback address: adding '127.0.0.1 $HOST' to /etc/hosts"
-        sed -i "1i 127.0.0.1\t$HOST\t# added by the NOMADE lab (deploy/lab/lab.sh host_addr)" /etc/hosts
-        HOST_ADDR=$(getent ahostsv4 "$HOST" 2>/dev/null | awk 'NR == 1 { print $1 }')
-        [[ $HOST_ADDR == 127.* ]] || die "$HOST still resolves to '${HOST_ADDR:-nothing}' (see /etc/nsswitch.conf)"
-    fi
+# host_on_loopback: make this host's name resolve to 127.0.0.1 first. With NoInAddrAny and NoCtldInAddrAny
+# (slurm.conf.in) slurmctld, slurmd and srun bind to the address their host's NAME resolves to, while they reach each
+# other at SlurmctldHost's and NodeAddr's 127.0.0.1, from source address 127.0.0.1: a name mapped to Debian's and
+# Ubuntu's 127.0.1.1 (/etc/hosts of a standard install) leaves slurmctld unreachable and srun steps unable to
+# connect back; a name that does not resolve (a minimal image) stops slurmctld. The lab is for a spare machine: it
+# adds one marked first line to /etc/hosts when the name does not already resolve to 127.0.0.1.
+host_on_loopback() {
+    local addr
+    addr=$(getent ahostsv4 "$HOST" 2>/dev/null | awk 'NR == 1 { print $1 }')
+    [[ $addr == 127.0.0.1 ]] && return 0
+    log "$HOST resolves to ${addr:-nothing}, not 127.0.0.1: adding '127.0.0.1 $HOST' as the first line of /etc/hosts"
+    sed -i "1i 127.0.0.1\t$HOST\t# added by the NOMADE lab (deploy/lab/lab.sh host_on_loopback)" /etc/hosts
+    addr=$(getent ahostsv4 "$HOST" 2>/dev/null | awk 'NR == 1 { print $1 }')
+    [[ $addr == 127.0.0.1 ]] || die "$HOST still resolves to ${addr:-nothing} (see /etc/nsswitch.conf, /etc/gai.conf)"
 }
 
 # ---------------------------------------------------------------------------------------------- configs
@@ -162,7 +163,7 @@ prepare() {
         (umask 077 && head -c 24 /dev/urandom | base64 | tr -dc 'A-Za-z0-9' >"$LAB/etc/dbpass")
     fi
     chmod 600 "$LAB/etc/dbpass"
-    host_addr
+    host_on_loopback
     render "$HERE/slurm.conf.in" "$LAB/etc/slurm.conf"
     cp "$HERE/cgroup.conf" "$LAB/etc/"
     render "$HERE/gres.conf.in" "$LAB/etc/gres.conf"
