@@ -30,6 +30,7 @@ import gc
 import logging
 import math
 import os
+import queue as queue_module
 import re
 import resource
 import shutil
@@ -472,19 +473,20 @@ class _Range:
 
 @dataclass
 class _RangeDone:
-    steps: int
-    samples: int
-    series: set[str]
-    chunks: int
-    promtool_total_s: float
-    promtool_cpu_s: float
+    """Figures of one range: as :class:`HistoryResult`'s, plus the distinct series written."""
+
+    steps: int = 0
+    samples: int = 0
+    series: set[str] = field(default_factory=set)
+    chunks: int = 0
+    generate_s: float = 0.0
+    promtool_s: float = 0.0
+    promtool_total_s: float = 0.0
+    promtool_cpu_s: float = 0.0
 
 
-def _run_range(r: _Range, progress: Callable[[float, int], None] | None = None) -> tuple[_RangeDone, float, float]:
-    """Generate steps ``r.first .. r.last`` (a fresh world, caught up when ``r.first > 0``) and backfill them.
-
-    Returns ``(figures, generate_s, promtool_wait_s)``.
-    """
+def _run_range(r: _Range, progress: Callable[[float, int], None] | None = None) -> _RangeDone:
+    """Generate steps ``r.first .. r.last`` (a fresh world, caught up when ``r.first > 0``) and backfill them."""
     t0 = time.monotonic()
     ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     runner = _Promtool(r.promtool, r.tsdb_dir, r.keep_files, r.max_promtool)
@@ -497,7 +499,7 @@ def _run_range(r: _Range, progress: Callable[[float, int], None] | None = None) 
     else:
         world = r.world_factory(r.seed, r.start, r.workdir)
     writer = OpenMetricsWriter({"job": r.job, "instance": r.instance})
-    done = _RangeDone(0, 0, set(), 0, 0.0, 0.0)
+    done = _RangeDone()
     try:
         with _gc_tuned():
             if r.first > 0:
@@ -525,10 +527,10 @@ def _run_range(r: _Range, progress: Callable[[float, int], None] | None = None) 
             if current is not None:
                 _flush(writer, r.om_dir, current, runner)
                 done.chunks += 1
-        generate_s = time.monotonic() - t0
+        done.generate_s = time.monotonic() - t0
         t_wait = time.monotonic()
         runner.drain()
-        wait_s = time.monotonic() - t_wait
+        done.promtool_s = time.monotonic() - t_wait
     except BaseException:
         runner.abort()
         raise
@@ -541,7 +543,7 @@ def _run_range(r: _Range, progress: Callable[[float, int], None] | None = None) 
     done.promtool_cpu_s = (ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime)
     done.samples = writer.samples
     done.series = writer.series_seen
-    return done, generate_s, wait_s
+    return done
 
 
 def _range_main(r: _Range, queue: Any) -> None:
@@ -556,11 +558,11 @@ def _range_main(r: _Range, queue: Any) -> None:
             queue.put(("progress", r.index, t, samples))
 
     try:
-        done, gen_s, _ = _run_range(r, progress)
+        done = _run_range(r, progress)
     except BaseException as exc:
         queue.put(("error", r.index, f"{type(exc).__name__}: {exc}" if not isinstance(exc, HistoryError) else str(exc)))
         return
-    queue.put(("done", r.index, done, gen_s))
+    queue.put(("done", r.index, done))
 
 
 def generate_history(
@@ -654,11 +656,11 @@ def generate_history(
     ]
     result = HistoryResult(start=start, end=end, step=step, workers=len(parts))
     if len(parts) == 1:
-        done, result.generate_s, result.promtool_s = _run_range(parts[0], progress)
-        dones = [done]
+        dones = [_run_range(parts[0], progress)]
+        result.generate_s, result.promtool_s = dones[0].generate_s, dones[0].promtool_s
     else:
+        # each worker waits for its own promtool runs: that wait is inside the wall time, promtool_s stays 0
         dones, result.generate_s = _run_parallel(parts, progress)
-        result.promtool_s = 0.0  # each worker waits for its own promtool runs; included in generate_s
     series: set[str] = set()
     for d in dones:
         result.steps += d.steps
@@ -690,22 +692,22 @@ def _run_parallel(parts: list[_Range], progress: Callable[[float, int], None] | 
         while len(results) < len(parts):
             try:
                 msg = queue.get(timeout=1.0)
-            except Exception:  # queue.Empty: check that no worker died without a word
+            except queue_module.Empty:  # check that no worker died without a word
                 for p, proc in zip(parts, procs, strict=True):
                     if p.index not in results and not proc.is_alive() and proc.exitcode not in (0, None):
                         raise HistoryError(f"history worker {p.index} died (exit code {proc.exitcode})") from None
                 continue
             kind, idx = msg[0], msg[1]
+            p = parts[idx]
             if kind == "error":
                 raise HistoryError(f"history worker {idx}: {msg[2]}")
             if kind == "done":
                 results[idx] = msg[2]
-                at[idx] = (parts[idx].start + parts[idx].last * parts[idx].step, msg[2].samples)
+                at[idx] = ((p.last - p.first) * p.step, msg[2].samples)
             else:
-                at[idx] = (msg[2], msg[3])
-            if progress is not None:
-                span = sum(t - (p.start + p.first * p.step) for p in parts if p.index in at for t in [at[p.index][0]])
-                progress(parts[0].start + span, sum(s for _, s in at.values()))
+                at[idx] = (msg[2] - (p.start + p.first * p.step), msg[3])
+            if progress is not None:  # simulated seconds done by all workers, samples written by all
+                progress(parts[0].start + sum(d for d, _ in at.values()), sum(n for _, n in at.values()))
         for proc in procs:
             proc.join()
     finally:

@@ -575,35 +575,8 @@ def cluster_pid(state: ClusterState, node: str, pid: int) -> int:
     return _node_index(state, node) * PID_SPACE + pid
 
 
-_FS_CLASS_MEMO: dict[int, tuple[tuple[FilesystemSpec, ...], dict[str, bool]]] = {}
-"""``id(spec.filesystems)`` -> (that tuple, kept alive so the id stays its own; ``{path: _fs_class}``)."""
-
-_FS_CLASS_MEMO_MAX = 100_000
-"""Paths remembered per filesystem tuple before the memo starts over (job workdirs keep coming)."""
-
-
 def _fs_class(spec_fs: Sequence[FilesystemSpec], path: str) -> bool:
-    """True when ``path`` lies on a network filesystem (longest mount-point prefix; ``/`` is local).
-
-    Memoized per filesystem tuple (a spec's filesystems: immutable tuple of frozen specs): the job tree asks
-    about every running job's workdir and write mount points at every step.
-    """
-    if type(spec_fs) is not tuple:
-        return _fs_class_of(spec_fs, path)
-    entry = _FS_CLASS_MEMO.get(id(spec_fs))
-    if entry is None or entry[0] is not spec_fs:
-        entry = _FS_CLASS_MEMO[id(spec_fs)] = (spec_fs, {})
-    memo = entry[1]
-    net = memo.get(path)
-    if net is None:
-        if len(memo) >= _FS_CLASS_MEMO_MAX:
-            memo.clear()
-        net = memo[path] = _fs_class_of(spec_fs, path)
-    return net
-
-
-def _fs_class_of(spec_fs: Sequence[FilesystemSpec], path: str) -> bool:
-    """:func:`_fs_class` without the memo."""
+    """True when ``path`` lies on a network filesystem (longest mount-point prefix; ``/`` is local)."""
     best, net = -1, False
     for fs in spec_fs:
         mp = fs.mountpoint.rstrip("/") or "/"

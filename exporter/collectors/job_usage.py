@@ -161,7 +161,7 @@ def find_job_cgroups(sys_root: Path) -> dict[str, JobCgroup]:
                 seen.add(scope)
                 # scope.relative_to(root).parts: glob's results extend root's parts (pathlib is costly per job).
                 scope_parts = scope.parts[len(root_parts) :]
-                # _subdirs(scope, "job_") with a Path made only for the job directories kept.
+                # Strings first: a Path is made only for the job directories kept.
                 for name_text, path in _subdir_paths(str(scope), "job_"):
                     name = parse_job_cgroup_path((*scope_parts, name_text))
                     if name is None or name.job_id in jobs:
@@ -184,11 +184,10 @@ def slurm_cgroups_present(sys_root: Path) -> bool:
 _parts = attrgetter("parts")
 
 
-def _subdir_paths(path: str, prefix: str) -> list[tuple[str, str]]:
+def _subdir_paths(path: str, prefix: str = "") -> list[tuple[str, str]]:
     """``(name, path)`` of the subdirectories of ``path`` whose name starts with ``prefix``, by name.
 
-    What :func:`_subdirs` yields, as strings: links are not followed, an unreadable directory or entry is
-    skipped.
+    Links are not followed; an unreadable directory or entry is skipped.
     """
     out: list[tuple[str, str]] = []
     try:
@@ -206,16 +205,9 @@ def _subdir_paths(path: str, prefix: str) -> list[tuple[str, str]]:
 
 
 def _subdirs(path: Path, prefix: str = "") -> Iterator[Path]:
-    try:
-        entries = sorted(os.scandir(path), key=lambda e: e.name)
-    except OSError:
-        return
-    for e in entries:
-        try:
-            if e.name.startswith(prefix) and e.is_dir(follow_symlinks=False):
-                yield Path(e.path)
-        except OSError:
-            continue
+    """:func:`_subdir_paths` as Paths."""
+    for _, sub in _subdir_paths(str(path), prefix):
+        yield Path(sub)
 
 
 def read_text_checked(path: Path | str) -> str:
@@ -238,8 +230,7 @@ def read_text_checked(path: Path | str) -> str:
 def read_bytes_checked(path: Path | str) -> bytes:
     """A file's whole content, read with ``os.open``/``os.read`` until ``read`` returns nothing.
 
-    A kernel file (seq_file) may return less than asked before its end, so only an empty read ends it; the
-    usual cgroup or proc file fits the first read and costs one more to see the end, without a chunk list.
+    A kernel file (seq_file) may return less than asked before its end, so only an empty read ends it.
 
     Raises:
         OSError: the file cannot be read (``FileNotFoundError`` when it vanished, ``PermissionError``...).
@@ -247,17 +238,12 @@ def read_bytes_checked(path: Path | str) -> bytes:
     """
     fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     try:
-        data = os.read(fd, 65536)
-        if data:
-            more = os.read(fd, 65536)
-            if more:
-                chunks = [data, more]
-                while chunk := os.read(fd, 65536):
-                    chunks.append(chunk)
-                data = b"".join(chunks)
+        chunks = []
+        while chunk := os.read(fd, 65536):
+            chunks.append(chunk)
     finally:
         os.close(fd)
-    return data
+    return b"".join(chunks)
 
 
 def read_text(path: Path | str) -> str | None:

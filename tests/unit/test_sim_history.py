@@ -321,7 +321,7 @@ def test_workers_write_what_one_uninterrupted_run_writes(tmp_path):
             instance="h:9", promtool=str(exe), world_factory=factory, keep_files=True, workers=workers,
         )  # fmt: skip
         files = sorted((tmp_path / f"w{workers}/work/openmetrics").glob("chunk-*.om"))
-        assert res.chunks == len(files) == 3 and res.steps == 37
+        assert res.chunks == len(files) == 3 and res.steps == 37 and res.workers == workers
         out[workers] = ({f.name: _timing_free(f) for f in files}, res.samples, res.series)
         calls = (tmp_path / f"w{workers}/promtool.args").read_text().splitlines()
         assert sorted(calls) == [

@@ -658,27 +658,3 @@ def test_gpu_job_files_follow_the_jobs(state, tmp_path):
     state.active[103].state = "TIMEOUT"
     rn.write_node_tree(state, "g01", root)
     assert os.listdir(jobs) == []
-
-
-def test_fs_class_memo_answers_as_the_plain_lookup(state, monkeypatch):
-    """The per-tuple memo of _fs_class gives the longest-prefix answer, for tuples and other sequences alike."""
-    fs = state.spec.filesystems
-    assert type(fs) is tuple
-    paths = [
-        "/",
-        "/home/u1/run",
-        "/scratch",
-        "/scratch2/x",
-        "/tmp/job",
-        "/project/a",
-        "/nowhere",
-        *(f.mountpoint for f in fs),
-    ]
-    for p in paths * 2:  # the second round comes from the memo
-        assert rn._fs_class(fs, p) is rn._fs_class_of(fs, p)
-        assert rn._fs_class(list(fs), p) is rn._fs_class_of(fs, p)
-    assert set(rn._FS_CLASS_MEMO[id(fs)][1]) >= set(paths)
-    # A full memo starts over instead of growing without bound.
-    monkeypatch.setattr(rn, "_FS_CLASS_MEMO_MAX", 2)
-    rn._fs_class(fs, "/fresh/a")
-    assert len(rn._FS_CLASS_MEMO[id(fs)][1]) <= 2
